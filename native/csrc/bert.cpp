@@ -1,0 +1,200 @@
+// BERT encoder (all-MiniLM-L6-v2 and friends) as llama.cpp lays it out in
+// GGUF (general.architecture = bert). Post-LayerNorm layers:
+//   x = LN(x + Wo * attention(Wq x, Wk x, Wv x))
+//   x = LN(x + W2 * gelu(W1 x))
+// then mean or CLS pooling. Read top to bottom: load, then forward.
+#include <cmath>
+#include <string>
+
+#include "attention.h"
+#include "model.h"
+#include "ops.h"
+
+namespace embedq {
+
+namespace {
+
+struct Norm {
+  const float* w = nullptr;
+  const float* b = nullptr;
+};
+
+struct BertLayer {
+  Weight q, k, v, qkv, o, up, down;
+  bool fused_qkv = false;
+  Norm attn_norm, out_norm;
+};
+
+class Bert final : public Encoder {
+ public:
+  explicit Bert(const GGUFFile& f);
+  void forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs, float* out) override;
+  size_t dim() const override { return hidden_; }
+  size_t max_positions() const override { return n_pos_; }
+
+ private:
+  Weight weight(const GGUFFile& f, const std::string& name, size_t in, size_t out);
+  Norm norm(const GGUFFile& f, const std::string& name);
+  const float* vec(const GGUFFile& f, const std::string& name, size_t n);
+
+  size_t hidden_, n_layer_, n_head_, n_ff_, n_pos_, n_vocab_;
+  float eps_;
+  Pooling pooling_;
+  const TensorView* tok_embd_;
+  const TensorView* pos_embd_;
+  const TensorView* type_embd_ = nullptr;
+  Norm embd_norm_;
+  std::vector<BertLayer> layers_;
+  std::vector<std::vector<float>> converted_;  // 1-D tensors stored as F16 in some files
+  // Activations, reused across calls.
+  std::vector<float> x_, qkv_, ctx_, tmp_, ff_, row_;
+};
+
+const float* Bert::vec(const GGUFFile& f, const std::string& name, size_t n) {
+  const TensorView& t = f.tensor(name, (int64_t)n);
+  converted_.emplace_back();
+  return vector_f32(t, converted_.back());
+}
+
+Norm Bert::norm(const GGUFFile& f, const std::string& name) {
+  return Norm{vec(f, name + ".weight", hidden_), vec(f, name + ".bias", hidden_)};
+}
+
+Weight Bert::weight(const GGUFFile& f, const std::string& name, size_t in, size_t out) {
+  Weight w;
+  w.t = &f.tensor(name + ".weight", (int64_t)in, (int64_t)out);
+  if (f.find_tensor(name + ".bias")) w.bias = vec(f, name + ".bias", out);
+  return w;
+}
+
+Bert::Bert(const GGUFFile& f) {
+  const std::string a = "bert.";
+  hidden_ = (size_t)f.get_int(a + "embedding_length");
+  n_layer_ = (size_t)f.get_int(a + "block_count");
+  n_head_ = (size_t)f.get_int(a + "attention.head_count");
+  n_ff_ = (size_t)f.get_int(a + "feed_forward_length");
+  n_pos_ = (size_t)f.get_int(a + "context_length");
+  eps_ = (float)f.get_float(a + "attention.layer_norm_epsilon", 1e-12);
+  const int64_t pool = f.get_int(a + "pooling_type", 1);
+  if (pool != 1 && pool != 2) throw GGUFError("bert.pooling_type " + std::to_string(pool) + " is not supported (1 = mean, 2 = cls)");
+  pooling_ = (Pooling)pool;
+  if (hidden_ == 0 || n_layer_ == 0 || n_head_ == 0 || hidden_ % n_head_ != 0 || n_ff_ == 0 || n_pos_ == 0 ||
+      hidden_ > 65536 || n_ff_ > 262144 || n_layer_ > 1024 || n_pos_ > 1u << 20) {
+    throw GGUFError("bert hyper-parameters are inconsistent");
+  }
+  const TensorView* te = f.find_tensor("token_embd.weight");
+  if (!te) throw GGUFError("tensor 'token_embd.weight' is missing from the model file");
+  n_vocab_ = (size_t)te->ne[1];
+  tok_embd_ = &f.tensor("token_embd.weight", (int64_t)hidden_, (int64_t)n_vocab_);
+  pos_embd_ = &f.tensor("position_embd.weight", (int64_t)hidden_, (int64_t)n_pos_);
+  if (const TensorView* tt = f.find_tensor("token_types.weight")) {
+    type_embd_ = &f.tensor("token_types.weight", (int64_t)hidden_, tt->ne[1]);
+  }
+  embd_norm_ = norm(f, "token_embd_norm");
+  layers_.resize(n_layer_);
+  for (size_t l = 0; l < n_layer_; ++l) {
+    BertLayer& L = layers_[l];
+    const std::string p = "blk." + std::to_string(l) + ".";
+    if (f.find_tensor(p + "attn_qkv.weight")) {
+      L.fused_qkv = true;
+      L.qkv = weight(f, p + "attn_qkv", hidden_, 3 * hidden_);
+    } else {
+      L.q = weight(f, p + "attn_q", hidden_, hidden_);
+      L.k = weight(f, p + "attn_k", hidden_, hidden_);
+      L.v = weight(f, p + "attn_v", hidden_, hidden_);
+    }
+    L.o = weight(f, p + "attn_output", hidden_, hidden_);
+    L.attn_norm = norm(f, p + "attn_output_norm");
+    L.up = weight(f, p + "ffn_up", hidden_, n_ff_);
+    L.down = weight(f, p + "ffn_down", n_ff_, hidden_);
+    L.out_norm = norm(f, p + "layer_output_norm");
+  }
+}
+
+void Bert::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs, float* out) {
+  const size_t h = hidden_;
+  std::vector<size_t> start(seqs.size() + 1, 0);
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    if (seqs[s].empty() || seqs[s].size() > n_pos_) throw std::invalid_argument("sequence length out of range");
+    start[s + 1] = start[s] + seqs[s].size();
+  }
+  const size_t T = start.back();
+  x_.resize(T * h);
+  qkv_.resize(T * 3 * h);
+  ctx_.resize(T * h);
+  tmp_.resize(T * h);
+  ff_.resize(T * n_ff_);
+
+  // Embeddings: word + position + token type 0, then LayerNorm.
+  rt.pool.parallel_for(seqs.size(), [&](size_t s, int thread) {
+    float* pe = rt.thread_scratch(thread, 2 * h);
+    float* te = pe + h;
+    if (type_embd_) weight_row_to_f32(rt.k, *type_embd_, 0, te);
+    for (size_t i = 0; i < seqs[s].size(); ++i) {
+      const int32_t id = seqs[s][i];
+      if (id < 0 || (size_t)id >= n_vocab_) throw std::invalid_argument("token id out of range");
+      float* x = x_.data() + (start[s] + i) * h;
+      weight_row_to_f32(rt.k, *tok_embd_, (size_t)id, x);
+      weight_row_to_f32(rt.k, *pos_embd_, i, pe);
+      add_inplace(x, pe, h);
+      if (type_embd_) add_inplace(x, te, h);
+      layer_norm(x, h, embd_norm_.w, embd_norm_.b, eps_);
+    }
+  });
+
+  AttentionShape as;
+  as.n_head = as.n_head_kv = n_head_;
+  as.head_dim = h / n_head_;
+  as.scale = 1.0f / std::sqrt((float)as.head_dim);
+
+  for (const BertLayer& L : layers_) {
+    const float *q, *k, *v;
+    size_t ld;
+    if (L.fused_qkv) {
+      linear(rt, x_.data(), h, T, L.qkv, qkv_.data(), 3 * h);
+      q = qkv_.data(); k = q + h; v = q + 2 * h; ld = 3 * h;
+    } else {
+      float* base = qkv_.data();
+      linear(rt, x_.data(), h, T, L.q, base, h);
+      linear(rt, x_.data(), h, T, L.k, base + T * h, h);
+      linear(rt, x_.data(), h, T, L.v, base + 2 * T * h, h);
+      q = base; k = base + T * h; v = base + 2 * T * h; ld = h;
+    }
+    attention(rt, as, start, q, ld, k, ld, v, ld, ctx_.data(), h);
+    linear(rt, ctx_.data(), h, T, L.o, tmp_.data(), h);
+    rt.pool.parallel_for(T, [&](size_t i, int) {
+      float* x = x_.data() + i * h;
+      add_inplace(x, tmp_.data() + i * h, h);
+      layer_norm(x, h, L.attn_norm.w, L.attn_norm.b, eps_);
+    });
+    linear(rt, x_.data(), h, T, L.up, ff_.data(), n_ff_, Epilogue::GELU_ERF);
+    linear(rt, ff_.data(), n_ff_, T, L.down, tmp_.data(), h);
+    rt.pool.parallel_for(T, [&](size_t i, int) {
+      float* x = x_.data() + i * h;
+      add_inplace(x, tmp_.data() + i * h, h);
+      layer_norm(x, h, L.out_norm.w, L.out_norm.b, eps_);
+    });
+  }
+
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    float* o = out + s * h;
+    const float* xs = x_.data() + start[s] * h;
+    const size_t len = start[s + 1] - start[s];
+    if (pooling_ == Pooling::CLS) {
+      for (size_t c = 0; c < h; ++c) o[c] = xs[c];
+      continue;
+    }
+    // Accumulate in double: long sequences average hundreds of rows.
+    row_.assign(h, 0.0f);
+    std::vector<double> acc(h, 0.0);
+    for (size_t i = 0; i < len; ++i)
+      for (size_t c = 0; c < h; ++c) acc[c] += xs[i * h + c];
+    for (size_t c = 0; c < h; ++c) o[c] = (float)(acc[c] / (double)len);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Encoder> load_bert(const GGUFFile& f) { return std::unique_ptr<Encoder>(new Bert(f)); }
+
+}  // namespace embedq

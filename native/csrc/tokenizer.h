@@ -1,0 +1,43 @@
+// Tokenizers built from a GGUF vocabulary. Both produce ids WITHOUT special
+// tokens; the model adds [CLS]/[SEP] or <bos>/<eos> and truncates.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace embedq {
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  // Appends the ids of `text` (UTF-8; invalid bytes are treated as U+FFFD).
+  virtual void encode(std::string_view text, std::vector<int32_t>& out) const = 0;
+  virtual size_t vocab_size() const = 0;
+};
+
+// BERT WordPiece as HF `tokenizers` does it for uncased BERT models
+// (BertNormalizer + BertPreTokenizer + WordPiece, max 100 chars per word).
+// `tokens` is the vocabulary in llama.cpp's GGUF form: word-initial pieces
+// carry a leading U+2581, continuation pieces are bare (HF's "##" removed),
+// special tokens look like "[CLS]".
+struct WordPieceOptions {
+  bool lowercase = true;
+  bool strip_accents = true;
+  bool handle_chinese_chars = true;
+  bool clean_text = true;
+};
+
+std::unique_ptr<Tokenizer> make_wordpiece(const std::vector<std::string>& tokens, int32_t unk_id,
+                                          const WordPieceOptions& opts);
+
+// Gemma-style SentencePiece BPE: spaces become U+2581, no dummy prefix,
+// pieces merged by score, unknown bytes fall back to <0xXX> tokens.
+// `types` are GGUF token types (1 normal, 2 unknown, 3 control, 4 user
+// defined, 5 unused, 6 byte).
+std::unique_ptr<Tokenizer> make_sentencepiece(const std::vector<std::string>& tokens, const std::vector<float>& scores,
+                                              const std::vector<int32_t>& types, int32_t unk_id);
+
+}  // namespace embedq

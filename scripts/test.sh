@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The test command: prepares services, peers and models, runs the C++ tests
+# under AddressSanitizer/UBSan, then the Python suite. Safe to re-run; heavy
+# things (llama-cpp-python wheel, models, conversions) are cached in EMBEDQ_HOME.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export EMBEDQ_HOME=${EMBEDQ_HOME:-$HOME/.cache/embedq}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+VENV=${EMBEDQ_VENV:-.venv}
+
+bash scripts/services.sh
+WITH_PEERS=1 bash scripts/setup_env.sh
+PY="$VENV/bin/python"
+
+echo "== C++ tests under AddressSanitizer + UBSan"
+cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBEDQ_SANITIZE=ON -DEMBEDQ_BUILD_TESTS=ON \
+  -DEMBEDQ_BUILD_PYTHON=OFF >/dev/null
+cmake --build build/asan -j"$(nproc)"
+ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build/asan --output-on-failure
+
+if command -v docker >/dev/null 2>&1; then
+  echo "== docker compose config"
+  docker compose -f docker/compose.yaml config -q
+fi
+
+echo "== models"
+"$PY" -m worker.cli models pull all-MiniLM-L6-v2 --type f32
+if [ "${EMBEDQ_SKIP_GEMMA:-0}" != "1" ]; then
+  "$PY" -m worker.cli models pull embeddinggemma-300m --type f32
+fi
+
+echo "== pytest"
+"$PY" -m pytest -q -p no:cacheprovider "$@"
