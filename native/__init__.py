@@ -38,6 +38,8 @@ class Model:
         special tokens); longer texts are truncated.
     batch_tokens: a forward pass holds at most this many tokens; larger
         inputs are split (bounds memory).
+    kernels: force a kernel set ("scalar", "avx2", "avx512", "neon"); default
+        is the best this CPU supports (or EMBEDQ_KERNELS).
     """
 
     def __init__(
@@ -47,11 +49,12 @@ class Model:
         activations: str = "f32",
         max_tokens: int | None = None,
         batch_tokens: int = 8192,
+        kernels: str | None = None,
     ):
         if threads is not None and threads < 1:
             raise ValueError("threads must be >= 1")
         self.path = _resolve(path_or_name)
-        self._m = _Model(str(self.path), threads or 0, activations, max_tokens or 0, batch_tokens)
+        self._m = _Model(str(self.path), threads or 0, activations, max_tokens or 0, batch_tokens, kernels or "")
         self._prompts = dict(self._m.prompts)
         self._dims_allowed = tuple(int(d) for d in self._m.dims_allowed)
 

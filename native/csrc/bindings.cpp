@@ -14,16 +14,23 @@ using namespace embedq;
 
 namespace {
 
+// File text is untrusted: invalid UTF-8 is shown with U+FFFD, never raised.
+py::str lenient_str(std::string_view s) {
+  PyObject* o = PyUnicode_DecodeUTF8(s.data(), (Py_ssize_t)s.size(), "replace");
+  if (!o) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(o);
+}
+
 py::object value_to_py(const GGUFValue& v) {
   switch (v.type) {
-    case GGUFType::STRING: return py::str(std::string(v.s));
+    case GGUFType::STRING: return lenient_str(v.s);
     case GGUFType::FLOAT32: case GGUFType::FLOAT64: return py::float_(v.f);
     case GGUFType::BOOL: return py::bool_(v.u != 0);
     case GGUFType::UINT64: case GGUFType::UINT32: case GGUFType::UINT16: case GGUFType::UINT8: return py::int_(v.u);
     case GGUFType::ARRAY: {
       py::list out;
       if (v.elem_type == GGUFType::STRING) {
-        for (const auto& s : v.strings) out.append(py::bytes(s.data(), s.size()).attr("decode")("utf-8", "replace"));
+        for (const auto& s : v.strings) out.append(lenient_str(s));
         return std::move(out);
       }
       // Numeric arrays are summarized by length: token scores can hold 262k entries.
@@ -38,11 +45,11 @@ py::object value_to_py(const GGUFValue& v) {
 
 py::dict file_summary(const GGUFFile& f) {
   py::dict meta;
-  for (const auto& kv : f.metadata()) meta[py::str(kv.first)] = value_to_py(kv.second);
+  for (const auto& kv : f.metadata()) meta[lenient_str(kv.first)] = value_to_py(kv.second);
   py::list tensors;
   for (const TensorView& t : f.tensors()) {
     py::dict d;
-    d["name"] = t.name;
+    d["name"] = lenient_str(t.name);
     d["type"] = dtype_name((uint32_t)t.type);
     py::list shape;
     for (int i = 0; i < t.n_dims; ++i) shape.append(t.ne[i]);
@@ -90,7 +97,7 @@ using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "embedq native runtime";
-  static py::exception<GGUFError> gguf_error(m, "GGUFError", PyExc_ValueError);
+  py::register_exception<GGUFError>(m, "GGUFError", PyExc_ValueError);
 
   m.def("inspect_gguf", [](const std::string& path) { return file_summary(*GGUFFile::open(path)); },
         py::arg("path"), "Parse a GGUF file and return its metadata and tensor table.");
@@ -135,7 +142,7 @@ PYBIND11_MODULE(_native, m) {
 
   py::class_<Model>(m, "_Model")
       .def(py::init([](const std::string& path, int threads, const std::string& activations, int64_t max_tokens,
-                       size_t batch_tokens) {
+                       size_t batch_tokens, const std::string& kernels) {
              ModelOptions o;
              o.threads = threads;
              if (activations == "f32") o.activations = ActivationMode::F32;
@@ -144,11 +151,12 @@ PYBIND11_MODULE(_native, m) {
              o.max_tokens = max_tokens;
              if (batch_tokens < 1) throw py::value_error("batch_tokens must be positive");
              o.batch_tokens = batch_tokens;
+             o.kernels = kernels;
              py::gil_scoped_release release;
              return new Model(path, o);
            }),
            py::arg("path"), py::arg("threads") = 0, py::arg("activations") = "f32", py::arg("max_tokens") = 0,
-           py::arg("batch_tokens") = 8192)
+           py::arg("batch_tokens") = 8192, py::arg("kernels") = "")
       .def("tokenize", &Model::tokenize, py::arg("text"))
       .def("encode", [](const Model& self, const std::string& text) {
         bool truncated = false;

@@ -11,6 +11,34 @@
 
 namespace embedq {
 
+std::string utf8_safe(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = (unsigned char)s[i];
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1fu) : len == 3 ? (c & 0x0fu) : (c & 0x07u);
+    for (size_t k = 1; ok && k < len; ++k) {
+      const unsigned char cc = (unsigned char)s[i + k];
+      ok = (cc >> 6) == 2;
+      cp = (cp << 6) | (cc & 0x3fu);
+    }
+    // Reject overlong forms, surrogates and values past U+10FFFF, as Python does.
+    static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (ok) ok = cp >= min_cp[len] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff) && cp != 0;
+    if (ok) {
+      out.append(s.substr(i, len));
+    } else {
+      out += '?';
+      len = 1;
+    }
+    i += len;
+  }
+  return out;
+}
+
 const char* dtype_name(uint32_t t) {
   switch (t) {
     case 0: return "F32";

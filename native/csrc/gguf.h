@@ -14,9 +14,13 @@
 
 namespace embedq {
 
+// Messages quote names read from the file; they are made valid UTF-8 (bad
+// bytes become '?') so Python can always show them.
+std::string utf8_safe(std::string_view s);
+
 class GGUFError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit GGUFError(const std::string& msg) : std::runtime_error(utf8_safe(msg)) {}
 };
 
 enum class GGUFType : uint32_t {

@@ -7,8 +7,8 @@
 
 namespace embedq {
 
-Runtime::Runtime(int threads, ActivationMode m)
-    : pool(threads), k(kernels_best()), mode(m), scratch((size_t)pool.size()) {}
+Runtime::Runtime(int threads, ActivationMode m, const Kernels& kernels)
+    : pool(threads), k(kernels), mode(m), scratch((size_t)pool.size()) {}
 
 float* Runtime::thread_scratch(int thread, size_t n) {
   auto& s = scratch[(size_t)thread];

@@ -20,7 +20,7 @@ enum class ActivationMode { F32, INT8 };
 enum class Epilogue { NONE, GELU_ERF, GELU_TANH };
 
 struct Runtime {
-  explicit Runtime(int threads, ActivationMode mode);
+  Runtime(int threads, ActivationMode mode, const Kernels& kernels);
   ThreadPool pool;
   const Kernels& k;
   ActivationMode mode;

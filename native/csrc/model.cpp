@@ -97,7 +97,9 @@ Model::Model(const std::string& path, const ModelOptions& opts) : opts_(opts) {
 
   int threads = opts.threads > 0 ? opts.threads : (int)std::thread::hardware_concurrency();
   if (threads < 1) threads = 1;
-  rt_.reset(new Runtime(threads, opts.activations));
+  const Kernels* k = opts.kernels.empty() ? &kernels_best() : kernels_by_name(opts.kernels.c_str());
+  if (!k) throw std::invalid_argument("kernel set '" + opts.kernels + "' is not available on this CPU");
+  rt_.reset(new Runtime(threads, opts.activations, *k));
 }
 
 std::vector<int32_t> Model::tokenize(const std::string& text) const {

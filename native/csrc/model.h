@@ -41,6 +41,7 @@ struct ModelOptions {
   ActivationMode activations = ActivationMode::F32;
   int64_t max_tokens = 0;  // 0 = from the file
   size_t batch_tokens = 8192;  // forward passes are split to bound memory
+  std::string kernels;  // kernel set name; empty = best this CPU supports
 };
 
 class Model {

@@ -1,0 +1,253 @@
+"""`embedq bench runtime`: our runtime beside llama.cpp and sentence-transformers.
+
+Each engine runs in its own subprocess (same texts, same thread count) so that
+load time and peak RSS are its own. Results print as a table, go into
+BENCHMARKS.md between markers, and come as plots (throughput vs batch size,
+latency distributions).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DATA = Path(__file__).parent / "data"
+BATCH_SIZES = (1, 8, 32, 128)
+
+
+def load_corpus(name: str, n: int) -> list[str]:
+    """'short': short English sentences; 'long': the multilingual test corpus
+    (longer, many scripts). Repeated/cut to exactly n texts."""
+    if name == "short":
+        texts = (DATA / "bench_short_en.txt").read_text(encoding="utf-8").splitlines()
+    elif name == "long":
+        p = Path(__file__).resolve().parent.parent / "tests" / "data" / "corpus_multilingual.txt"
+        if not p.exists():
+            raise SystemExit(f"the long corpus needs {p} (run from a source checkout)")
+        texts = [t for t in p.read_text(encoding="utf-8").splitlines() if t.strip()]
+    else:
+        p = Path(name)
+        texts = [t for t in p.read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts = [t for t in texts if t.strip()]
+    out = (texts * (n // len(texts) + 1))[:n]
+    return out
+
+
+# --- engines (run inside the child process) ----------------------------------
+
+def _engine_embedq(model: str, threads: int, opts: dict):
+    from native import Model
+
+    m = Model(model, threads=threads, activations=opts.get("activations", "f32"))
+    return lambda batch: m.embed(batch), {"kernels": m.info["kernels"], "weight_type": m.info["weight_type"]}
+
+
+def _engine_llama(model: str, threads: int, opts: dict):
+    import llama_cpp
+
+    n_ctx = int(opts.get("n_ctx", 512))
+    llm = llama_cpp.Llama(
+        model_path=model, embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=threads,
+        n_threads_batch=threads, verbose=False, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+        n_seq_max=int(opts.get("n_seq_max", 64)),
+    )
+
+    def run(batch):
+        return np.asarray(llm.embed(batch, normalize=True, truncate=True), dtype=np.float32)
+
+    return run, {"n_ctx": n_ctx, "version": llama_cpp.__version__}
+
+
+def _engine_st(model: str, threads: int, opts: dict):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(threads)
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(opts["hf_dir"], device="cpu")
+    return lambda batch: st.encode(batch, batch_size=len(batch), normalize_embeddings=True), {"torch": torch.__version__}
+
+
+ENGINES = {"embedq": _engine_embedq, "llama.cpp": _engine_llama, "sentence-transformers": _engine_st}
+
+
+def _child(spec: dict) -> dict:
+    texts = spec["texts"]
+    t0 = time.perf_counter()
+    run, meta = ENGINES[spec["engine"]](spec["model"], spec["threads"], spec.get("opts", {}))
+    load_s = time.perf_counter() - t0
+    run(texts[:2])  # warm-up: first-call allocations and page faults
+    results = []
+    for bs in spec["batch_sizes"]:
+        lat = []
+        deadline = time.perf_counter() + spec.get("max_seconds", 60)
+        done = 0
+        for i in range(0, len(texts), bs):
+            batch = texts[i:i + bs]
+            t = time.perf_counter()
+            run(batch)
+            lat.append((time.perf_counter() - t) * 1000)
+            done += len(batch)
+            if time.perf_counter() > deadline:
+                break
+        total_s = sum(lat) / 1000
+        results.append({
+            "batch_size": bs, "texts": done, "seconds": total_s,
+            "texts_per_s": done / total_s, "latency_ms": lat,
+        })
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"engine": spec["engine"], "label": spec.get("label", spec["engine"]), "load_s": load_s,
+            "peak_rss_mb": rss_mb, "meta": meta, "results": results}
+
+
+def run_engine(spec: dict, timeout: float = 1800) -> dict | None:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    p = subprocess.run([sys.executable, "-m", "native.bench", "--child"], input=json.dumps(spec), text=True,
+                       capture_output=True, env=env, timeout=timeout)
+    if p.returncode != 0:
+        print(f"  {spec.get('label', spec['engine'])} failed:\n{p.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def count_tokens(model: str, texts: list[str]) -> int:
+    from native import Model
+
+    return int(sum(Model(model, threads=1).token_counts(texts)))
+
+
+def summarize(r: dict) -> dict:
+    lat = np.array(r["latency_ms"])
+    return {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+            "p99": float(np.percentile(lat, 99))}
+
+
+def render_markdown(title: str, setup: str, runs: list[dict], tokens_per_text: float) -> str:
+    lines = [f"### {title}", "", setup, "",
+             "| engine | batch | texts/s | tokens/s | p50 ms | p95 ms | p99 ms | load s | peak RSS MB | vs llama.cpp best | vs sentence-transformers |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    best_llama = {}
+    st = {}
+    for run in runs:
+        for r in run["results"]:
+            if run["engine"] == "llama.cpp":
+                best_llama[r["batch_size"]] = max(best_llama.get(r["batch_size"], 0), r["texts_per_s"])
+            if run["engine"] == "sentence-transformers":
+                st[r["batch_size"]] = r["texts_per_s"]
+    for run in runs:
+        for r in run["results"]:
+            s = summarize(r)
+            bs = r["batch_size"]
+            vs_l = f"{r['texts_per_s'] / best_llama[bs]:.2f}x" if bs in best_llama else "–"
+            vs_s = f"{r['texts_per_s'] / st[bs]:.2f}x" if bs in st else "–"
+            lines.append(
+                f"| {run['label']} | {bs} | {r['texts_per_s']:.1f} | {r['texts_per_s'] * tokens_per_text:.0f} | "
+                f"{s['p50']:.1f} | {s['p95']:.1f} | {s['p99']:.1f} | {run['load_s']:.2f} | {run['peak_rss_mb']:.0f} | {vs_l} | {vs_s} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run in runs:
+        xs = [r["batch_size"] for r in run["results"]]
+        a.plot(xs, [r["texts_per_s"] for r in run["results"]], marker="o", label=run["label"])
+    a.set_xscale("log", base=2)
+    a.set_xlabel("batch size (texts)")
+    a.set_ylabel("texts / s")
+    a.set_title("throughput vs batch size")
+    a.legend(fontsize=8)
+    data, labels = [], []
+    for run in runs:
+        for r in run["results"]:
+            if r["batch_size"] == 32:
+                data.append(np.array(r["latency_ms"]) / 32)
+                labels.append(run["label"])
+    if data:
+        b.boxplot(data, showfliers=True)
+        b.set_xticks(range(1, len(labels) + 1), labels, rotation=20, fontsize=7)
+    b.set_ylabel("ms per text (batch 32)")
+    b.set_title("latency distribution")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def update_markdown(path: Path, key: str, body: str) -> None:
+    start, end = f"<!-- bench:{key}:start -->", f"<!-- bench:{key}:end -->"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    block = f"{start}\n{body}{end}"
+    if start in text and end in text:
+        text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_sizes, peers: list[str],
+                  hf_dir: str | None, output: Path | None, llama_model: str | None, activations: list[str],
+                  llama_ctx: list[int], max_seconds: float) -> list[dict]:
+    from tqdm import tqdm
+
+    texts = load_corpus(corpus, n_texts)
+    tokens_per_text = count_tokens(model, texts) / len(texts)
+    specs = []
+    for act in activations:
+        specs.append({"engine": "embedq", "label": f"embedq ({act})", "model": model, "opts": {"activations": act}})
+    if "llama.cpp" in peers:
+        for ctx in llama_ctx:
+            specs.append({"engine": "llama.cpp", "label": f"llama.cpp (n_ctx=n_batch={ctx})",
+                          "model": llama_model or model, "opts": {"n_ctx": ctx}})
+    if "sentence-transformers" in peers and hf_dir:
+        specs.append({"engine": "sentence-transformers", "label": "sentence-transformers (torch)", "model": model,
+                      "opts": {"hf_dir": hf_dir}})
+    runs = []
+    for spec in tqdm(specs, desc="engines", unit="engine"):
+        spec.update(texts=texts, threads=threads, batch_sizes=list(batch_sizes), max_seconds=max_seconds)
+        r = run_engine(spec)
+        if r:
+            runs.append(r)
+            tqdm.write(f"  {r['label']}: " + ", ".join(
+                f"b{x['batch_size']}={x['texts_per_s']:.1f}/s" for x in r["results"]))
+    name = Path(model).stem
+    setup = (f"Model `{name}`, corpus `{corpus}` ({len(texts)} texts, {tokens_per_text:.1f} tokens/text), "
+             f"{threads} threads, CPU: {_cpu_name()}, {time.strftime('%Y-%m-%d')}.")
+    md = render_markdown(f"Runtime: {name} ({corpus} texts)", setup, runs, tokens_per_text)
+    print(md)
+    if output:
+        png = output.parent / "docs" / f"bench-runtime-{name}-{corpus}.png"
+        png.parent.mkdir(parents=True, exist_ok=True)
+        plot(runs, png, f"{name}, {corpus} texts, {threads} threads")
+        update_markdown(output, f"runtime-{name}-{corpus}", md + f"\n![throughput and latency](docs/{png.name})\n\n")
+        print(f"wrote {output} and {png}")
+    return runs
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--child"]:
+        print(json.dumps(_child(json.loads(sys.stdin.read()))))
