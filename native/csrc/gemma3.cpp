@@ -201,7 +201,9 @@ void Gemma3::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs,
       rope(q, qdim, n_head_, pos[i], inv_freq);
       rope(k, kvdim, n_head_kv_, pos[i], inv_freq);
     });
-    as.window = L.sliding ? window_ : 0;
+    // The file keeps the model card's window (512); attention is symmetric
+    // with half of it on each side (|i - j| <= 256), as the reference computes.
+    as.window = L.sliding ? window_ / 2 + 1 : 0;
     attention(rt, as, start, q_.data(), qdim, k_.data(), kvdim, v_.data(), kvdim, ctx_.data(), qdim);
     linear(rt, ctx_.data(), qdim, T, L.o, tmp_.data(), H);
     rt.pool.parallel_for(T, [&](size_t i, int) {
