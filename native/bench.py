@@ -248,6 +248,39 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="GGUF path or known model name (e.g. all-MiniLM-L6-v2:q8_0)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--corpus", default="short", help="short | long | PATH (one text per line)")
+    p.add_argument("--texts", type=int, default=256, help="texts per batch size")
+    p.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)))
+    p.add_argument("--peers", default="llama.cpp,sentence-transformers",
+                   help="comma list of peers to run beside embedq (empty for none)")
+    p.add_argument("--hf-dir", help="sentence-transformers folder (default: from the model name's cache)")
+    p.add_argument("--llama-model", help="GGUF for llama.cpp (default: the same file)")
+    p.add_argument("--llama-ctx", default="512,2048", help="llama.cpp n_ctx=n_batch values to try")
+    p.add_argument("--activations", default="f32,int8", help="embedq activation schemes to run")
+    p.add_argument("--max-seconds", type=float, default=90, help="time cap per engine and batch size")
+    p.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"), help="markdown file to update ('' for none)")
+
+
+def run_cli(args) -> int:
+    from . import hub
+
+    model = str(hub.resolve(args.model))
+    hf_dir = args.hf_dir
+    if hf_dir is None:
+        name, _ = hub.split_name(args.model)
+        if name in hub.MODELS:
+            hf_dir = str(hub.fetch(name))
+    peers = [p for p in args.peers.split(",") if p]
+    bench_runtime(model, args.threads, args.corpus, args.texts, [int(b) for b in args.batch_sizes.split(",")],
+                  peers, hf_dir, args.output if str(args.output) else None, args.llama_model,
+                  [a for a in args.activations.split(",") if a], [int(c) for c in args.llama_ctx.split(",")],
+                  args.max_seconds)
+    return 0
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--child"]:
         print(json.dumps(_child(json.loads(sys.stdin.read()))))
