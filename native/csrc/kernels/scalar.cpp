@@ -1,0 +1,83 @@
+// Reference kernels. Every SIMD kernel set is tested against these, so they
+// stay deliberately plain: one loop per definition, no reassociation tricks.
+#include <cmath>
+
+#include "kernels/kernels.h"
+
+namespace embedq {
+namespace {
+
+float dot_f32(const float* a, const float* b, size_t n) {
+  float s = 0.0f;
+  for (size_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void row_to_f32_f16(const uint16_t* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(src[i]);
+}
+
+void row_to_f32_bf16(const uint16_t* src, float* dst, size_t n) {
+  for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(src[i]);
+}
+
+void row_to_f32_q8_0(const BlockQ8_0* src, float* dst, size_t n) {
+  for (size_t b = 0; b < n / QK8_0; ++b) {
+    const float d = fp16_to_fp32(src[b].d);
+    for (int i = 0; i < QK8_0; ++i) dst[b * QK8_0 + i] = d * (float)src[b].qs[i];
+  }
+}
+
+void gemm_f32_nt(const float* A, size_t lda, const float* B, size_t ldb, float* C, size_t ldc,
+                 size_t m, size_t n, size_t k) {
+  for (size_t i = 0; i < m; ++i)
+    for (size_t j = 0; j < n; ++j) C[i * ldc + j] = dot_f32(A + i * lda, B + j * ldb, k);
+}
+
+// x must be finite: an inf or NaN has no meaningful int8 quant (and the
+// float-to-int conversion below would be undefined for it).
+void quantize_row_q8_0(const float* x, BlockQ8_0* y, size_t k) {
+  for (size_t b = 0; b < k / QK8_0; ++b) {
+    const float* xb = x + b * QK8_0;
+    float amax = 0.0f;
+    for (int i = 0; i < QK8_0; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
+    // The scale is used at fp32 precision for rounding (only the stored copy
+    // is fp16); SIMD versions replicate exactly this so blocks are identical.
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[b].d = fp32_to_fp16(d);
+    for (int i = 0; i < QK8_0; ++i) y[b].qs[i] = (int8_t)std::roundf(xb[i] * id);
+  }
+}
+
+// Precondition shared by all kernel sets: A's quants lie in [-127, 127] (which
+// quantize_row_q8_0 guarantees); B may use the full int8 range.
+void gemm_q8_0_nt(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B, size_t ldb_blocks,
+                  float* C, size_t ldc, size_t m, size_t n, size_t k) {
+  const size_t nb = k / QK8_0;
+  for (size_t i = 0; i < m; ++i) {
+    for (size_t j = 0; j < n; ++j) {
+      const BlockQ8_0* a = A + i * lda_blocks;
+      const BlockQ8_0* b = B + j * ldb_blocks;
+      float s = 0.0f;
+      for (size_t blk = 0; blk < nb; ++blk) {
+        int32_t isum = 0;
+        for (int t = 0; t < QK8_0; ++t) isum += (int32_t)a[blk].qs[t] * (int32_t)b[blk].qs[t];
+        s += fp16_to_fp32(a[blk].d) * fp16_to_fp32(b[blk].d) * (float)isum;
+      }
+      C[i * ldc + j] = s;
+    }
+  }
+}
+
+}  // namespace
+
+const Kernels& kernels_scalar() {
+  static const Kernels k = {
+      "scalar",        dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
+      row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
+  };
+  return k;
+}
+
+}  // namespace embedq

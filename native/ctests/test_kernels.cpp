@@ -1,0 +1,410 @@
+// Every kernel set this CPU supports is compared with the scalar reference on
+// random data with awkward sizes; the scalar reference itself is checked
+// against double-precision arithmetic. Prints "N passed, M failed" last.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+using namespace embedq;
+
+namespace {
+
+int g_passed = 0, g_failed = 0;
+
+void check(bool ok, const char* fmt, ...) {
+  if (ok) {
+    ++g_passed;
+    return;
+  }
+  ++g_failed;
+  if (g_failed <= 50) {  // enough to diagnose, without drowning the summary
+    std::va_list ap;
+    va_start(ap, fmt);
+    std::fputs("FAIL: ", stdout);
+    std::vprintf(fmt, ap);
+    std::fputc('\n', stdout);
+    va_end(ap);
+  }
+}
+
+std::mt19937 rng(12345);
+
+float uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(rng); }
+int irand(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); }
+
+std::vector<float> rand_vec(size_t n) {
+  std::vector<float> v(n);
+  for (float& x : v) x = uniform(-1.0f, 1.0f);
+  return v;
+}
+
+// Same value, or both NaN: F16C quiets signalling NaNs and the portable
+// converter keeps their bits, and both are correct conversions.
+bool same_float(float a, float b) {
+  if (std::isnan(a) && std::isnan(b)) return true;
+  return fp32_to_bits(a) == fp32_to_bits(b);
+}
+
+// Float sums in a different order differ by roughly sqrt(n) roundings of the
+// magnitude sum. 8x headroom keeps the check stable, yet an average term
+// (magnitude/n) is still over 10x the tolerance for every n tested, so a
+// dropped or doubled element shows up.
+double tolerance(double magnitude, size_t n) {
+  return 8.0 * std::ldexp(1.0, -24) * (std::sqrt((double)n) + 4.0) * magnitude + 1e-30;
+}
+
+const size_t kF32Sizes[] = {1, 3, 7, 15, 16, 17, 31, 33, 63, 64, 65, 127, 384, 1000};
+const size_t kMN[] = {1, 2, 3, 5, 7, 13, 17, 31};
+const size_t kBlockSizes[] = {32, 64, 96, 160, 384, 736, 1536, 3072};
+
+// ---------------------------------------------------------------------------
+
+void test_scalar_against_double() {
+  const Kernels& s = kernels_scalar();
+  for (size_t k : kF32Sizes) {
+    const auto a = rand_vec(k), b = rand_vec(k);
+    double ref = 0, mag = 0;
+    for (size_t i = 0; i < k; ++i) {
+      ref += (double)a[i] * b[i];
+      mag += std::fabs((double)a[i] * b[i]);
+    }
+    const float got = s.dot_f32(a.data(), b.data(), k);
+    // The reference sums sequentially, so its error bound is linear in k.
+    check(std::fabs(got - ref) <= 1.2e-7 * (double)(k + 1) * mag, "scalar dot_f32 k=%zu: %g vs %g", k,
+          got, ref);
+  }
+  // The fp16 helpers against values whose encodings are known.
+  struct { uint16_t h; float f; } cases[] = {
+      {0x0000, 0.0f},        {0x8000, -0.0f},    {0x3c00, 1.0f},          {0xc000, -2.0f},
+      {0x7bff, 65504.0f},    {0x0001, 5.9604644775390625e-08f},          {0x03ff, 6.097555160522461e-05f},
+      {0x0400, 6.103515625e-05f}, {0x7c00, INFINITY}, {0xfc00, -INFINITY}, {0x3555, 0.333251953125f},
+  };
+  for (const auto& c : cases) {
+    check(same_float(fp16_to_fp32(c.h), c.f), "fp16_to_fp32(0x%04x)", c.h);
+    check(fp32_to_fp16(c.f) == c.h, "fp32_to_fp16(%g) = 0x%04x, want 0x%04x", c.f, fp32_to_fp16(c.f), c.h);
+  }
+  check(std::isnan(fp16_to_fp32(0x7e00)) && std::isnan(fp16_to_fp32(0xfc01)), "fp16 NaN decodes to NaN");
+  check(fp32_to_fp16(65520.0f) == 0x7c00 && fp32_to_fp16(65519.0f) == 0x7bff, "fp16 overflow boundary");
+  check(fp32_to_fp16(2.98023223876953125e-08f) == 0x0000, "fp16 half of min subnormal rounds to even (0)");
+
+  // Hand-worked Q8_0 block: amax 127 gives d = 1 exactly, so ties are exact.
+  std::vector<float> x(32, 0.0f);
+  x[0] = 127.0f;
+  x[1] = -1.5f;   // ties round away from zero: -2
+  x[2] = 0.5f;    // 1
+  x[3] = 2.5f;    // 3 (ties-to-even would give 2)
+  x[4] = -0.49f;  // 0
+  x[5] = -127.0f;
+  BlockQ8_0 q;
+  s.quantize_row_q8_0(x.data(), &q, 32);
+  check(q.d == 0x3c00 && q.qs[0] == 127 && q.qs[1] == -2 && q.qs[2] == 1 && q.qs[3] == 3 && q.qs[4] == 0 &&
+            q.qs[5] == -127 && q.qs[6] == 0,
+        "scalar quantize hand block");
+  std::vector<float> zeros(64, 0.0f);
+  BlockQ8_0 qz[2];
+  std::memset(qz, 0x11, sizeof qz);
+  s.quantize_row_q8_0(zeros.data(), qz, 64);
+  bool all_zero = qz[0].d == 0 && qz[1].d == 0;
+  for (int i = 0; i < QK8_0; ++i) all_zero = all_zero && qz[0].qs[i] == 0 && qz[1].qs[i] == 0;
+  check(all_zero, "scalar quantize of zeros gives d = 0, qs = 0");
+}
+
+// Each kernel against the scalar reference -----------------------------------
+
+void test_dot(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  std::vector<size_t> sizes(std::begin(kF32Sizes), std::end(kF32Sizes));
+  sizes.push_back(3072);
+  for (size_t k : sizes) {
+    const auto a = rand_vec(k), b = rand_vec(k);  // exact sizes: over-reads hit ASan redzones
+    double mag = 0;
+    for (size_t i = 0; i < k; ++i) mag += std::fabs((double)a[i] * b[i]);
+    const float got = K.dot_f32(a.data(), b.data(), k), ref = R.dot_f32(a.data(), b.data(), k);
+    check(std::fabs((double)got - ref) <= tolerance(mag, k), "%s dot_f32 k=%zu: %.9g vs %.9g", K.name, k, got,
+          ref);
+  }
+}
+
+void test_f16(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  // Every half-precision value: subnormals, infinities, NaNs, the largest finite.
+  std::vector<uint16_t> all(65536);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = (uint16_t)i;
+  for (int kind = 0; kind < 2; ++kind) {
+    auto conv = kind == 0 ? K.row_to_f32_f16 : K.row_to_f32_bf16;
+    auto ref = kind == 0 ? R.row_to_f32_f16 : R.row_to_f32_bf16;
+    const char* what = kind == 0 ? "row_to_f32_f16" : "row_to_f32_bf16";
+    std::vector<float> got(all.size()), want(all.size());
+    conv(all.data(), got.data(), all.size());
+    ref(all.data(), want.data(), all.size());
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < all.size(); ++i)
+      if (!same_float(got[i], want[i]) && bad++ == 0) first = i;
+    check(bad == 0, "%s %s all 65536 values: %zu differ, first 0x%04zx", K.name, what, bad, first);
+    // Short rows exercise the tail paths; the sentinel catches writes past n.
+    for (size_t n = 1; n <= 19; ++n) {
+      std::vector<uint16_t> src(n);
+      for (auto& h : src) h = (uint16_t)irand(0, 65535);
+      std::vector<float> g(n + 1, 12345.0f), w(n);
+      conv(src.data(), g.data(), n);
+      ref(src.data(), w.data(), n);
+      bool ok = g[n] == 12345.0f;
+      for (size_t i = 0; i < n; ++i) ok = ok && same_float(g[i], w[i]);
+      check(ok, "%s %s n=%zu", K.name, what, n);
+    }
+  }
+}
+
+uint16_t rand_scale_bits() {
+  // Mostly ordinary scales, sometimes the awkward encodings.
+  static const uint16_t edge[] = {0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00, 0x7d01};
+  if (irand(0, 3) == 0) return edge[irand(0, (int)(sizeof(edge) / sizeof(edge[0])) - 1)];
+  return fp32_to_fp16(uniform(-0.1f, 0.1f));
+}
+
+void test_q8_dequant(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  for (size_t nb : {1, 2, 3, 7, 48}) {
+    std::vector<BlockQ8_0> blocks(nb);
+    for (auto& b : blocks) {
+      b.d = rand_scale_bits();
+      for (auto& q : b.qs) q = (int8_t)irand(-128, 127);
+    }
+    const size_t n = nb * QK8_0;
+    std::vector<float> got(n + 1, 777.0f), want(n);
+    K.row_to_f32_q8_0(blocks.data(), got.data(), n);
+    R.row_to_f32_q8_0(blocks.data(), want.data(), n);
+    bool ok = got[n] == 777.0f;
+    for (size_t i = 0; i < n; ++i) ok = ok && same_float(got[i], want[i]);
+    check(ok, "%s row_to_f32_q8_0 blocks=%zu", K.name, nb);
+  }
+}
+
+void test_quantize(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  // Per-block magnitudes spanning fp16 subnormal scales, ordinary ones, and
+  // scales that overflow fp16 (stored as inf while fp32 rounding continues).
+  const float scales[] = {0.0f, 1e-12f, 1e-7f, 3e-6f, 1e-3f, 1.0f, 127.0f, 1e3f, 1e6f, 8.3e6f, 1e9f, 1e30f};
+  for (size_t nb : {1, 2, 5, 16, 96, 1000}) {
+    const size_t k = nb * QK8_0;
+    std::vector<float> x(k);
+    for (size_t b = 0; b < nb; ++b) {
+      const float s = scales[irand(0, (int)(sizeof(scales) / sizeof(scales[0])) - 1)];
+      const int mode = irand(0, 3);
+      // Mode 2: values at (j + 1/2) d, so x * id sits within an ulp or two of
+      // a tie and any deviation from the reference's exact fp32 steps
+      // (amax / 127, then 1 / d) flips some quants.
+      const float tie_amax = std::ldexp(uniform(1.0f, 2.0f), irand(-20, 20));
+      const float tie_d = tie_amax / 127.0f;
+      for (int i = 0; i < QK8_0; ++i) {
+        float v = uniform(-1.0f, 1.0f) * s;
+        // amax 127 gives d = 1 exactly, so half-integers land exactly on ties.
+        if (mode == 0) v = (float)irand(-126, 126) + (irand(0, 1) ? 0.5f : -0.5f);
+        if (mode == 1 && i % 5 == 0) v = -0.0f;
+        if (mode == 2) v = ((float)irand(-127, 126) + 0.5f) * tie_d;
+        x[b * QK8_0 + i] = v;
+      }
+      if (mode == 0) x[b * QK8_0 + (size_t)irand(0, 31)] = irand(0, 1) ? 127.0f : -127.0f;
+      if (mode == 2) x[b * QK8_0 + (size_t)irand(0, 31)] = irand(0, 1) ? tie_amax : -tie_amax;
+    }
+    std::vector<BlockQ8_0> got(nb + 1), want(nb);
+    std::memset(got.data(), 0x5a, got.size() * sizeof(BlockQ8_0));
+    K.quantize_row_q8_0(x.data(), got.data(), k);
+    R.quantize_row_q8_0(x.data(), want.data(), k);
+    size_t bad = 0;
+    for (size_t b = 0; b < nb; ++b)
+      bad += got[b].d != want[b].d || std::memcmp(got[b].qs, want[b].qs, QK8_0) != 0;
+    check(bad == 0 && got[nb].d == 0x5a5a, "%s quantize_row_q8_0 blocks=%zu: %zu blocks differ", K.name, nb, bad);
+  }
+}
+
+void test_gemm_f32(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  for (size_t m : kMN)
+    for (size_t n : kMN)
+      for (size_t k : kF32Sizes) {
+        // Strides wider than k; the last row ends exactly at the allocation.
+        const size_t lda = k + 3, ldb = k + 5, ldc = n + 2;
+        const auto A = rand_vec((m - 1) * lda + k), B = rand_vec((n - 1) * ldb + k);
+        std::vector<float> C((m - 1) * ldc + n + 1, -999.0f), Cr(C.size(), -999.0f);
+        K.gemm_f32_nt(A.data(), lda, B.data(), ldb, C.data(), ldc, m, n, k);
+        R.gemm_f32_nt(A.data(), lda, B.data(), ldb, Cr.data(), ldc, m, n, k);
+        bool ok = true;
+        for (size_t i = 0; i < m && ok; ++i)
+          for (size_t j = 0; j < ldc && ok; ++j) {
+            const size_t at = i * ldc + j;
+            if (at >= C.size()) break;
+            if (j >= n) {  // padding between rows (and one past the end) stays untouched
+              ok = C[at] == -999.0f;
+              continue;
+            }
+            double mag = 0;
+            for (size_t t = 0; t < k; ++t) mag += std::fabs((double)A[i * lda + t] * B[j * ldb + t]);
+            ok = std::fabs((double)C[at] - Cr[at]) <= tolerance(mag, k);
+            if (!ok) std::printf("  C[%zu,%zu] = %.9g, reference %.9g\n", i, j, C[at], Cr[at]);
+          }
+        check(ok, "%s gemm_f32_nt m=%zu n=%zu k=%zu", K.name, m, n, k);
+      }
+}
+
+// Weight-like Q8_0 rows: full int8 range (-128 included), ordinary scales.
+std::vector<BlockQ8_0> rand_weights(size_t blocks) {
+  std::vector<BlockQ8_0> w(blocks);
+  for (auto& b : w) {
+    b.d = fp32_to_fp16(uniform(-0.05f, 0.05f));
+    if (irand(0, 15) == 0) b.d = 0x0001;  // subnormal scale
+    for (auto& q : b.qs) q = (int8_t)irand(-128, 127);
+    if (irand(0, 3) == 0) std::memset(b.qs, 0x80, 8);  // runs of -128 stress the sign trick
+  }
+  return w;
+}
+
+void test_gemm_q8(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  for (size_t m : kMN)
+    for (size_t n : kMN)
+      for (size_t k : kBlockSizes) {
+        if (m * n * k > 400000 && !(m == 31 && n == 31)) continue;  // keep the sanitizer run short
+        const size_t nb = k / QK8_0, lda = nb + 1, ldb = nb + 2, ldc = n + 1;
+        // Activations come from the quantizer, so their quants stay in [-127, 127].
+        const auto x = rand_vec(m * lda * QK8_0);
+        std::vector<BlockQ8_0> A((m - 1) * lda + nb);
+        for (size_t i = 0; i < m; ++i) R.quantize_row_q8_0(x.data() + i * lda * QK8_0, A.data() + i * lda, k);
+        for (size_t i = 0; i < m; ++i)  // make sure the extreme quant actually occurs
+          A[i * lda].qs[irand(0, 31)] = (int8_t)(irand(0, 1) ? 127 : -127);
+        const auto B = rand_weights((n - 1) * ldb + nb);
+        std::vector<float> C((m - 1) * ldc + n + 1, -999.0f), Cr(C.size(), -999.0f);
+        K.gemm_q8_0_nt(A.data(), lda, B.data(), ldb, C.data(), ldc, m, n, k);
+        R.gemm_q8_0_nt(A.data(), lda, B.data(), ldb, Cr.data(), ldc, m, n, k);
+        bool ok = true;
+        for (size_t i = 0; i < m && ok; ++i)
+          for (size_t j = 0; j < ldc && ok; ++j) {
+            const size_t at = i * ldc + j;
+            if (at >= C.size()) break;
+            if (j >= n) {
+              ok = C[at] == -999.0f;
+              continue;
+            }
+            double mag = 0, exact = 0;
+            for (size_t b = 0; b < nb; ++b) {
+              const BlockQ8_0 &qa = A[i * lda + b], &qb = B[j * ldb + b];
+              const double s = (double)fp16_to_fp32(qa.d) * fp16_to_fp32(qb.d);
+              long isum = 0, iabs = 0;
+              for (int t = 0; t < QK8_0; ++t) {
+                isum += qa.qs[t] * qb.qs[t];
+                iabs += std::abs(qa.qs[t] * qb.qs[t]);
+              }
+              mag += std::fabs(s) * (double)iabs;
+              exact += s * (double)isum;
+            }
+            ok = std::fabs((double)C[at] - Cr[at]) <= tolerance(mag, nb) &&
+                 std::fabs((double)Cr[at] - exact) <= tolerance(mag, nb);
+            if (!ok) std::printf("  C[%zu,%zu] = %.9g, reference %.9g, exact %.9g\n", i, j, C[at], Cr[at], exact);
+          }
+        check(ok, "%s gemm_q8_0_nt m=%zu n=%zu k=%zu", K.name, m, n, k);
+      }
+}
+
+// Dispatch -----------------------------------------------------------------
+
+// kernels_best() caches its answer, so each EMBEDQ_KERNELS value is tried in
+// a child process. Returns the chosen set's name and what it printed to stderr.
+std::string best_in_child(const char* env, std::string* err) {
+  int out[2], errp[2];
+  if (pipe(out) != 0 || pipe(errp) != 0) return "pipe failed";
+  const pid_t pid = fork();
+  if (pid < 0) return "fork failed";
+  if (pid == 0) {
+    dup2(errp[1], 2);
+    close(out[0]);
+    close(errp[0]);
+    setenv("EMBEDQ_KERNELS", env, 1);
+    const char* name = kernels_best().name;
+    if (write(out[1], name, std::strlen(name)) < 0) _exit(2);
+    _exit(0);
+  }
+  close(out[1]);
+  close(errp[1]);
+  auto slurp = [](int fd) {
+    std::string s;
+    char buf[256];
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) > 0) s.append(buf, (size_t)r);
+    close(fd);
+    return s;
+  };
+  std::string name = slurp(out[0]);
+  *err = slurp(errp[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return name;
+}
+
+void test_dispatch() {
+  size_t count = 0;
+  const char* const* names = kernels_available(&count);
+  check(count >= 1 && std::strcmp(names[0], "scalar") == 0, "kernels_available starts with scalar");
+  for (size_t i = 0; i < count; ++i) {
+    const Kernels* k = kernels_by_name(names[i]);
+    check(k && std::strcmp(k->name, names[i]) == 0, "kernels_by_name(%s)", names[i]);
+  }
+  check(kernels_by_name("bogus") == nullptr && kernels_by_name(nullptr) == nullptr, "unknown name -> null");
+#if defined(EMBEDQ_X86)
+  check(kernels_neon() == nullptr, "no NEON kernels on x86");
+  check(kernels_avx2() != nullptr && kernels_avx512() != nullptr, "x86 build has avx2 and avx512 sets");
+#endif
+#if defined(EMBEDQ_ARM)
+  check(kernels_avx2() == nullptr && kernels_avx512() == nullptr, "no x86 kernels on arm");
+#endif
+  // Only sets of the CPU's own architecture can be listed.
+  const bool has_neon = kernels_by_name("neon") != nullptr, has_avx2 = kernels_by_name("avx2") != nullptr;
+  check(!(has_neon && has_avx2), "neon and avx2 never both available");
+
+  const std::string best = names[count - 1];
+  std::string err;
+  check(best_in_child("", &err) == best && err.empty(), "no override -> %s", best.c_str());
+  for (size_t i = 0; i < count; ++i)
+    check(best_in_child(names[i], &err) == names[i] && err.empty(), "EMBEDQ_KERNELS=%s honoured", names[i]);
+  const char* unsupported = has_neon ? "avx2" : "neon";
+  std::string got = best_in_child(unsupported, &err);
+  check(got == best && err.find("EMBEDQ_KERNELS") != std::string::npos &&
+            err.find('\n') == err.size() - 1,
+        "EMBEDQ_KERNELS=%s falls back to %s with one warning (got %s, stderr '%s')", unsupported, best.c_str(),
+        got.c_str(), err.c_str());
+  got = best_in_child("no-such-set", &err);
+  check(got == best && !err.empty(), "EMBEDQ_KERNELS=no-such-set falls back to %s", best.c_str());
+}
+
+}  // namespace
+
+int main() {
+  test_scalar_against_double();
+  test_dispatch();
+  size_t count = 0;
+  const char* const* names = kernels_available(&count);
+  std::printf("kernel sets: ");
+  for (size_t i = 0; i < count; ++i) std::printf("%s%s", names[i], i + 1 < count ? ", " : "\n");
+  for (size_t i = 0; i < count; ++i) {
+    const Kernels& K = *kernels_by_name(names[i]);
+    const int before = g_failed;
+    test_dot(K);
+    test_f16(K);
+    test_q8_dequant(K);
+    test_quantize(K);
+    test_gemm_f32(K);
+    test_gemm_q8(K);
+    std::printf("%-12s %s\n", K.name, g_failed == before ? "ok" : "FAILED");
+  }
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
