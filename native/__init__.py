@@ -38,7 +38,8 @@ class Model:
         special tokens); longer texts are truncated.
     batch_tokens: a forward pass holds at most this many tokens; larger
         inputs are split (bounds memory).
-    kernels: force a kernel set ("scalar", "avx2", "avx512", "neon"); default
+    kernels: force a kernel set ("scalar", "avx2", "avx512", "avx512vnni",
+        "neon"); default
         is the best this CPU supports (or EMBEDQ_KERNELS).
     """
 

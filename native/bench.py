@@ -274,8 +274,9 @@ def run_cli(args) -> int:
         if name in hub.MODELS:
             hf_dir = str(hub.fetch(name))
     peers = [p for p in args.peers.split(",") if p]
+    output = args.output if str(args.output) not in ("", ".") else None
     bench_runtime(model, args.threads, args.corpus, args.texts, [int(b) for b in args.batch_sizes.split(",")],
-                  peers, hf_dir, args.output if str(args.output) else None, args.llama_model,
+                  peers, hf_dir, output, args.llama_model,
                   [a for a in args.activations.split(",") if a], [int(c) for c in args.llama_ctx.split(",")],
                   args.max_seconds)
     return 0
