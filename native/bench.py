@@ -46,7 +46,15 @@ def _engine_embedq(model: str, threads: int, opts: dict):
     from native import Model
 
     m = Model(model, threads=threads, activations=opts.get("activations", "f32"))
-    return lambda batch: m.embed(batch), {"kernels": m.info["kernels"], "weight_type": m.info["weight_type"]}
+    meta = {"kernels": m.info["kernels"], "weight_type": m.info["weight_type"], "tokenize_ms": 0.0, "forward_ms": 0.0}
+
+    def run(batch):
+        v, stats = m.embed_with_stats(batch)
+        meta["tokenize_ms"] += stats["tokenize_ms"]
+        meta["forward_ms"] += stats["forward_ms"]
+        return v
+
+    return run, meta
 
 
 def _engine_llama(model: str, threads: int, opts: dict):
@@ -226,6 +234,10 @@ def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_siz
     setup = (f"Model `{name}`, corpus `{corpus}` ({len(texts)} texts, {tokens_per_text:.1f} tokens/text), "
              f"{threads} threads, CPU: {_cpu_name()}, {time.strftime('%Y-%m-%d')}.")
     md = render_markdown(f"Runtime: {name} ({corpus} texts)", setup, runs, tokens_per_text)
+    for run in runs:
+        if run["engine"] == "embedq" and run["meta"].get("forward_ms"):
+            share = run["meta"]["tokenize_ms"] / run["meta"]["forward_ms"]
+            md += f"\n{run['label']}: tokenization {100 * share:.2f}% of forward time ({run['meta']['kernels']} kernels).\n"
     print(md)
     if output:
         png = output.parent / "docs" / f"bench-runtime-{name}-{corpus}.png"

@@ -73,3 +73,23 @@ def test_bad_dims_are_rejected(gemma, dims):
 def test_unknown_prompt_name_is_rejected(gemma):
     with pytest.raises(ValueError, match="unknown prompt_name 'nope'.*query"):
         gemma.embed(["hello"], prompt_name="nope")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def test_weights_stay_memory_mapped(gemma_gguf):
+    """Loading maps the file instead of copying it: resident memory grows by
+    what is touched (norm vectors, a few embedding rows), not the 1.2 GB."""
+    size = gemma_gguf.stat().st_size
+    before = _rss_bytes()
+    m = Model(gemma_gguf, threads=2)
+    after_load = _rss_bytes()
+    m.embed(["a short text"])
+    after_embed = _rss_bytes()
+    assert after_load - before < 0.05 * size, (after_load - before) / 1e6
+    # A forward pass reads every layer once, but not the 262k-row embedding table.
+    assert after_embed - before < 0.6 * size, (after_embed - before) / 1e6
+

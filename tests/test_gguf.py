@@ -44,6 +44,19 @@ def test_tiny_model_runs_and_is_deterministic(tiny):
     assert not np.allclose(v[0], v[1])
 
 
+@pytest.mark.parametrize("dtype,min_cos", [("f16", 0.9999), ("bf16", 0.999), ("q8_0", 0.999)])
+def test_weight_types_agree_with_f32(tmp_path, dtype, min_cos):
+    """The same random weights stored as F16, BF16 and Q8_0 give what F32 gives,
+    within each format's rounding (and the file really holds that type)."""
+    ref = Model(write_tiny_bert(tmp_path / "f32.gguf", hidden=64, ff=128), threads=2)
+    other = Model(write_tiny_bert(tmp_path / f"{dtype}.gguf", hidden=64, ff=128, dtype=dtype), threads=2)
+    assert other.info["weight_type"] == dtype.upper()
+    texts = ["hello world", "the cat run", "a dog !", "un un s ing"]
+    a, b = ref.embed(texts), other.embed(texts)
+    assert (a * b).sum(1).min() >= min_cos
+    assert not np.array_equal(a, b)
+
+
 @pytest.mark.parametrize("content,match", [
     (b"", "empty"),
     (b"GGML" + b"\0" * 40, "bad magic"),

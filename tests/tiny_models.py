@@ -38,9 +38,12 @@ def write_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, heads: int = 
         a = (rng.standard_normal(shape) * scale).astype(np.float32)
         if dtype == "q8_0" and len(shape) == 2 and shape[-1] % 32 == 0:
             w.add_tensor(name, gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0),
-                         raw_shape=a.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+                         raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         elif dtype == "f16" and len(shape) == 2:
             w.add_tensor(name, a.astype(np.float16))
+        elif dtype == "bf16" and len(shape) == 2:
+            bits = gguf.quants.quantize(a, gguf.GGMLQuantizationType.BF16).view(np.uint16)
+            w.add_tensor(name, bits, raw_dtype=gguf.GGMLQuantizationType.BF16)
         else:
             w.add_tensor(name, a)
 
