@@ -12,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from native import hub  # noqa: E402
+from service_fixtures import *  # noqa: E402,F401,F403  (Redis, pgserver and worker fixtures)
 
 MINILM = "all-MiniLM-L6-v2"
 GEMMA = "embeddinggemma-300m"

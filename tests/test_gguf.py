@@ -142,3 +142,18 @@ def test_mutation_fuzz(tiny, tmp_path):
         except (GGUFError, ValueError, UnicodeDecodeError):
             outcomes["rejected"] += 1
     assert outcomes["rejected"] > 100 and outcomes["ok"] > 10, outcomes
+
+
+def test_concurrent_embed_calls_are_safe(tiny):
+    """Several threads sharing one Model get the same vectors as serial calls."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    m = Model(tiny, threads=2)
+    texts = [["hello world"], ["the cat run", "a dog"], ["un un s ing !"]] * 8
+    serial = [m.embed(t) for t in texts]
+    with ThreadPoolExecutor(6) as ex:
+        parallel = list(ex.map(m.embed, texts))
+        counts = list(ex.map(m.token_counts, texts))
+    for a, b in zip(serial, parallel):
+        np.testing.assert_array_equal(a, b)
+    assert counts[0] == [4]

@@ -123,6 +123,7 @@ std::vector<int32_t> Model::encode(const std::string& text, bool* truncated) con
 }
 
 void Model::embed_ids(const std::vector<std::vector<int32_t>>& seqs, bool normalize, float* out) {
+  std::lock_guard<std::mutex> lock(compute_mu_);
   const size_t dim = encoder_->dim();
   // Sort by length so sub-batches hold similar sequences, then cut them at the
   // token budget: memory stays bounded and attention scratch stays small.

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,9 @@ class Model {
   std::unique_ptr<Tokenizer> tok_;
   std::unique_ptr<Encoder> encoder_;
   std::unique_ptr<Runtime> rt_;
+  // One forward pass at a time: the runtime's scratch and activations are
+  // shared. Tokenization needs no lock.
+  std::mutex compute_mu_;
   ModelOptions opts_;
   int64_t max_tokens_ = 512;
   int32_t bos_ = -1, eos_ = -1;  // [CLS]/[SEP] for BERT, <bos>/<eos> for Gemma

@@ -1,0 +1,100 @@
+"""The one settings object for the service: every knob, its environment variable and its default.
+
+Workers, clients, storage and the CLI all read configuration through `get_settings()`, so a value set
+in the environment means the same thing everywhere. Each field below is read from `EMBEDQ_<NAME>`
+(e.g. `batch_tokens` from `EMBEDQ_BATCH_TOKENS`); `describe()` renders this table for `--help` output.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("EMBEDQ_HOME") or Path.home() / ".cache" / "embedq").expanduser()
+
+
+class Settings(BaseSettings):
+    # env_ignore_empty: an empty variable (e.g. from a compose file) means "unset", not "invalid".
+    model_config = SettingsConfigDict(env_prefix="EMBEDQ_", extra="ignore", validate_default=True,
+                                      env_ignore_empty=True)
+
+    home: Path = Field(default_factory=default_home,
+                       description="Directory for the embedded broker/database files and pulled models.")
+    broker_url: str = Field("", description="Celery broker. Default: an embedded SQLite broker in HOME "
+                            "(sqla+sqlite:///HOME/broker.sqlite). Production: redis://host:6379/0.")
+    result_backend: str = Field("", description="Where task summaries go for AsyncResult.get(). Default: "
+                                "the broker itself for redis://, else a SQLite file in HOME.")
+    database_url: str = Field("", description="SQLAlchemy URL for vectors and metrics. Default: "
+                              "sqlite:///HOME/embedq.sqlite. Production: postgresql+psycopg://... (pgvector).")
+    model: str = Field("all-MiniLM-L6-v2", description="GGUF path or model name the worker serves.")
+    threads: int | None = Field(None, ge=1, description="Compute threads per worker process "
+                                "(default: cores divided among the processes of `embedq worker`).")
+    activations: str = Field("f32", pattern="^(f32|int8)$", description="Activation precision: f32 or int8.")
+    batch_tokens: int = Field(4096, ge=16, description="Token budget of one coalesced batch; a job above it "
+                              "is split across batches.")
+    batch_wait_ms: float = Field(5.0, ge=0, description="Longest time the oldest buffered job waits for "
+                                 "more jobs before its batch runs anyway.")
+    slots: int = Field(128, ge=1, description="Jobs one worker process holds at once (its coalescing buffer); "
+                       "also its prefetch window.")
+    queue: str = Field("embedq", min_length=1, description="Broker queue name.")
+    visibility_timeout_s: float = Field(600.0, gt=0, description="Seconds before an unacknowledged job is "
+                                        "handed to another worker; must exceed the longest batch.")
+    db_retries: int = Field(5, ge=0, description="Retries of a failing database operation (exponential "
+                            "backoff) before the job is retried through the broker, then failed.")
+    db_retry_base_ms: float = Field(50.0, gt=0, description="First backoff delay; doubles per retry.")
+    max_texts: int = Field(1024, ge=1, description="Most texts in one job.")
+    max_chars: int = Field(65536, ge=1, description="Most characters in one text.")
+    max_job_chars: int = Field(4_194_304, ge=1, description="Most characters in one job, all texts together.")
+    log_level: str = Field("INFO", description="Worker log level.")
+
+    @field_validator("home")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return Path(v).expanduser()
+
+    # Empty URLs mean "the embedded default", resolved against HOME so that setting EMBEDQ_HOME alone
+    # moves every file.
+    def broker(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.home / 'broker.sqlite'}"
+
+    def results(self) -> str:
+        if self.result_backend:
+            return self.result_backend
+        broker = self.broker()
+        if broker.startswith(("redis://", "rediss://")):
+            return broker
+        return f"db+sqlite:///{self.home / 'results.sqlite'}"
+
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'embedq.sqlite'}"
+
+    def uses_embedded_files(self) -> bool:
+        return not (self.broker_url and self.database_url and self.result_backend)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process (call `get_settings.cache_clear()` to re-read)."""
+    return Settings()
+
+
+def describe() -> str:
+    """One line per setting: variable, default, meaning."""
+    lines = []
+    for name, field in Settings.model_fields.items():
+        default = field.default if field.default_factory is None else "~/.cache/embedq"
+        lines.append(f"EMBEDQ_{name.upper():<22} default={default!r:<12} {field.description}")
+    return "\n".join(lines)
+
+
+def model_label(model: str) -> str:
+    """The name a model's vectors are stored under: a model name as given, or a GGUF file's stem."""
+    p = Path(model).expanduser()
+    if model.endswith(".gguf") or p.is_file():
+        return p.stem
+    return model

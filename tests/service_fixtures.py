@@ -1,0 +1,199 @@
+"""Fixtures for the service and storage tests: real Redis, real PostgreSQL (pgserver, with
+pgvector), SQLite, and worker processes that the tests start and always stop.
+
+Imported by tests/conftest.py (`from service_fixtures import *`). Needs the `minilm_gguf`
+fixture from conftest.py.
+
+Redis: EMBEDQ_TEST_REDIS (default redis://127.0.0.1:6379), database number 11 only; it is flushed
+at the start and end of the session and nothing else is touched. When Redis is not reachable the
+service tests are skipped locally and fail under CI (CI=true), where .ci/run starts Redis.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+
+import pytest
+
+__all__ = ["redis_url", "pg_server", "pg_url", "db_url", "service_model", "make_service", "module_service",
+           "Service", "REDIS_URL"]
+
+REDIS_BASE = os.environ.get("EMBEDQ_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
+REDIS_DB = 11
+REDIS_URL = f"{REDIS_BASE}/{REDIS_DB}"
+
+
+def _unavailable(what: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is required in CI")
+    pytest.skip(f"{what} not available")
+
+
+# -- Redis ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the dedicated test database on the real Redis server; flushed before and after."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        _unavailable(f"Redis at {REDIS_BASE}")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+# -- PostgreSQL + pgvector (pgserver) ---------------------------------------------------------------
+@pytest.fixture(scope="session")
+def pg_server():
+    """A private PostgreSQL 16 server with pgvector, from the pgserver wheel; stopped at the end."""
+    # The unix socket lives in this directory; keep its path short (108-byte socket path limit).
+    data = Path(tempfile.mkdtemp(prefix="embedq-pg-"))
+    with warnings.catch_warnings():
+        # platformdirs (used by pgserver) warns when XDG_RUNTIME_DIR is unset, as in CI containers.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        try:
+            import pgserver
+        except ImportError:
+            _unavailable("pgserver (pip install pgserver)")
+        srv = pgserver.get_server(data, cleanup_mode="stop")
+    srv.psql("CREATE EXTENSION IF NOT EXISTS vector;")
+    yield srv
+    srv.cleanup()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def _pg_database(srv) -> tuple[str, str]:
+    name = "t_" + uuid.uuid4().hex[:12]
+    srv.psql(f"CREATE DATABASE {name};")
+    uri = srv.get_uri(name)
+    return name, uri.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def _drop_pg_database(srv, name: str, url: str) -> None:
+    import storage
+
+    storage.dispose_all()
+    srv.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE);")
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty PostgreSQL database (dropped afterwards)."""
+    name, url = _pg_database(pg_server)
+    yield url
+    _drop_pg_database(pg_server, name, url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """Each storage test runs on both backends: a fresh SQLite file, and a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'embedq.sqlite'}"
+        import storage
+
+        storage.dispose_all()
+    else:
+        yield request.getfixturevalue("pg_url")
+
+
+# -- the model ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def service_model(minilm_gguf):
+    """The real all-MiniLM-L6-v2 runtime, to compute reference vectors the service must reproduce."""
+    import native
+
+    return native.Model(minilm_gguf, threads=1)
+
+
+# -- worker processes ---------------------------------------------------------------------------------
+class Service:
+    """A broker queue, a database and the worker processes serving them, for one test module.
+
+    `env` is what worker processes get; `client()` points this process's Celery app at the same
+    broker, so `embed.delay` from the test reaches these workers (its own queue keeps modules apart).
+    """
+
+    def __init__(self, redis_url: str, workdir: Path, model_path: Path, database_url: str | None = None, **settings):
+        self.workdir = workdir
+        self.queue = "test-" + uuid.uuid4().hex[:8]
+        self.database_url = database_url or f"sqlite:///{workdir / 'embedq.sqlite'}"
+        self.env = {
+            "EMBEDQ_BROKER_URL": redis_url, "EMBEDQ_RESULT_BACKEND": redis_url,
+            "EMBEDQ_DATABASE_URL": self.database_url, "EMBEDQ_MODEL": str(model_path),
+            "EMBEDQ_QUEUE": self.queue, "EMBEDQ_THREADS": "1", "EMBEDQ_HOME": str(workdir / "home"),
+        }
+        self.env.update({f"EMBEDQ_{k.upper()}": str(v) for k, v in settings.items()})
+        self.workers = []
+        self._saved_env: dict[str, str | None] = {}
+
+    def client(self) -> "Service":
+        from schemas.settings import get_settings
+        from worker.app import configure
+
+        for k, v in self.env.items():
+            self._saved_env.setdefault(k, os.environ.get(k))
+            os.environ[k] = v
+        get_settings.cache_clear()
+        configure(get_settings())
+        return self
+
+    def start_worker(self, name: str, wait: bool = True, args: list[str] | None = None, **settings):
+        """Start `python -m worker.serve` (what `embedq worker` runs) as node NAME@test."""
+        from worker.processes import WorkerProcess
+
+        env = {**self.env, **{f"EMBEDQ_{k.upper()}": str(v) for k, v in settings.items()}}
+        w = WorkerProcess(f"{name}@test", self.workdir / f"{name}.log", env=env, args=args,
+                          cwd=Path(__file__).parent.parent)
+        self.workers.append(w)
+        w.start()
+        if wait:
+            w.wait_ready()
+        return w
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop(timeout=20)
+        for k, v in self._saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        from schemas.settings import get_settings
+
+        get_settings.cache_clear()
+        import storage
+
+        storage.dispose_all()
+
+
+@pytest.fixture
+def make_service(redis_url, minilm_gguf, tmp_path):
+    """Factory: make_service(**settings) -> Service (client configured); workers stopped afterwards."""
+    made = []
+
+    def make(**settings) -> Service:
+        svc = Service(redis_url, tmp_path, minilm_gguf, **settings).client()
+        made.append(svc)
+        return svc
+
+    yield make
+    for svc in made:
+        svc.close()
+
+
+@pytest.fixture(scope="module")
+def module_service(request, redis_url, minilm_gguf, tmp_path_factory):
+    """One Service per test module, with the settings in the module's SERVICE_SETTINGS dict
+    (e.g. {"batch_tokens": 1024}); the module starts the workers it needs."""
+    settings = dict(getattr(request.module, "SERVICE_SETTINGS", {}))
+    svc = Service(redis_url, tmp_path_factory.mktemp("service"), minilm_gguf, **settings).client()
+    yield svc
+    svc.close()

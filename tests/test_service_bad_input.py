@@ -1,0 +1,79 @@
+"""Bad jobs through the real service: each gets a clear error back, is stored as failed with that
+reason, and the good jobs sent alongside are unaffected."""
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+
+import storage
+from schemas import InvalidJob
+
+pytestmark = pytest.mark.service
+
+SERVICE_SETTINGS = {"batch_wait_ms": 200, "threads": 2}
+
+BAD = [
+    (dict(texts=[]), "texts is empty"),
+    (dict(texts="a bare string"), "texts must be a list of strings, got str"),
+    (dict(texts=["fine", 42]), "texts[1] is int, not a string"),
+    (dict(texts=["fine", {"text": "x"}]), "texts[1] is dict, not a string"),
+    (dict(texts=["broken \ud83d surrogate"]), "texts[0] contains a lone surrogate U+D83D at character 7"),
+    (dict(texts=["ok", "x" * (10 * 1024 * 1024)]), "texts[1] has 10485760 characters; the limit is 65536"),
+    (dict(texts=["a"], model="text-embedding-3-large"), "unknown model 'text-embedding-3-large'"),
+    (dict(texts=["a"], dims=100), "dims=100 is not supported"),
+    (dict(texts=["a"], prompt_name="query"), "unknown prompt_name 'query'"),
+    (dict(texts=["a"], normalize="no"), "normalize must be true or false"),
+]
+
+
+@pytest.fixture(scope="module")
+def worker(module_service):
+    return module_service.start_worker("bad")
+
+
+def test_bad_jobs_fail_clearly_and_alone(worker, module_service, service_model):
+    from worker.tasks import embed
+
+    good_texts = [[f"good job {i} sent among bad ones"] for i in range(6)]
+    sent = []
+    for i, (kwargs, phrase) in enumerate(BAD):
+        sent.append(("bad", embed.apply_async(kwargs=kwargs), phrase))
+        if i < len(good_texts):
+            sent.append(("good", embed.delay(good_texts[i]), i))
+
+    db = module_service.database_url
+    good_batches = set()
+    for kind, r, expect in sent:
+        if kind == "good":
+            s = r.get(timeout=120)
+            np.testing.assert_array_equal(storage.get_vectors(s["job_id"], url=db),
+                                          service_model.embed(good_texts[expect]))
+            good_batches.update(s["batch_ids"])
+            continue
+        with pytest.raises(InvalidJob) as e:
+            r.get(timeout=120)
+        assert expect in str(e.value)
+        job = storage.get_job(r.id, url=db)
+        assert job["status"] == "failed" and expect in job["error"]
+        assert r.state == "FAILURE"
+    # The good jobs still coalesced with each other while the bad ones were turned away.
+    assert len(good_batches) < len(good_texts)
+    assert storage.status_counts(url=db) == {"done": len(good_texts), "failed": len(BAD)}
+
+
+def test_a_redelivered_failed_job_stays_failed(worker, module_service):
+    from worker.tasks import embed
+
+    job_id = f"redelivered-{uuid.uuid4().hex}"
+    with pytest.raises(InvalidJob):
+        embed.apply_async(kwargs=dict(texts=[]), task_id=job_id).get(timeout=60)
+    # The same job id again is what a redelivery looks like: the stored failure stands and
+    # nothing is computed, even though these arguments would be valid. (Read from the worker's
+    # log: the client-side result cache still holds the first outcome for this id.)
+    mark = len(worker.log())
+    embed.apply_async(kwargs=dict(texts=["now valid"]), task_id=job_id)
+    worker.wait_for_log(f"embedq.embed[{job_id}] raised expected: JobFailed('texts is empty", timeout=60, after=mark)
+    job = storage.get_job(job_id, url=module_service.database_url)
+    assert job["status"] == "failed" and "texts is empty" in job["error"]

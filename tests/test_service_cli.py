@@ -1,0 +1,93 @@
+"""The service's CLI against a real worker: enqueue a file, inspect a job, search, statistics
+with a plot; and the README's demo (embedded broker and database, nothing else running)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import storage
+
+pytestmark = pytest.mark.service
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVICE_SETTINGS = {"batch_wait_ms": 50, "threads": 2}
+
+
+@pytest.fixture(scope="module")
+def worker(module_service):
+    return module_service.start_worker("cli")
+
+
+def embedq(*argv: str) -> tuple[int, str]:
+    from worker.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(list(argv))
+    return rc, out.getvalue()
+
+
+def test_enqueue_job_search_stats(worker, module_service, service_model, tmp_path, minilm_gguf):
+    lines = ["The moon orbits the earth.", "Bread is baked in an oven.", "Trains run on rails.",
+             "The sun is a star.", "Soup is served hot."]
+    f = tmp_path / "texts.txt"
+    f.write_text("\n".join(lines) + "\n\n")
+    rc, out = embedq("enqueue", str(f), "--per-job", "2", "--wait")
+    assert rc == 0
+    summaries = [json.loads(line) for line in out.splitlines()]
+    assert [s["count"] for s in summaries] == [2, 2, 1] and {s["status"] for s in summaries} == {"done"}
+    db = module_service.database_url
+    got = np.concatenate([storage.get_vectors(s["job_id"], url=db) for s in summaries])
+    np.testing.assert_array_equal(got, service_model.embed(lines))
+
+    jl = tmp_path / "jobs.jsonl"
+    jl.write_text(json.dumps(["one job", "of two texts"]) + "\n" + json.dumps({"texts": []}) + "\n")
+    rc, out = embedq("enqueue", str(jl), "--wait")
+    assert rc == 1  # one of the two jobs is invalid
+    ok, bad = (json.loads(line) for line in out.splitlines())
+    assert ok["status"] == "done" and bad["status"] == "failed" and "texts is empty" in bad["error"]
+
+    rc, out = embedq("job", summaries[0]["job_id"], "--vectors")
+    shown = json.loads(out)
+    assert rc == 0 and shown["status"] == "done" and shown["metrics"]["worker"] == worker.hostname
+    np.testing.assert_array_equal(np.array(shown["vectors"], np.float32), got[:2])
+    rc, out = embedq("job", bad["job_id"])
+    assert rc == 1 and "texts is empty" in json.loads(out)["error"]
+    assert embedq("job", "no-such-job")[0] == 1
+
+    rc, out = embedq("search", "a train on the railway", "-k", "2", "--model", str(minilm_gguf))
+    assert rc == 0 and out.splitlines()[0].endswith("Trains run on rails.")
+
+    plot = tmp_path / "stats.png"
+    rc, out = embedq("stats", "--plot", str(plot))
+    assert rc == 0
+    for word in ("mean", "median", "p95", "p99", "std", "min", "max", "queue_wait", "forward", "total"):
+        assert word in out
+    assert "4 done, 1 failed" in out and "success rate 80.00%" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    rc, out = embedq("stats", "--json", "--no-plot")
+    stats = json.loads(out)
+    assert stats["jobs"] == {"done": 4, "failed": 1, "running": 0} and stats["success_rate"] == 0.8
+    total = stats["latency_ms"]["total_ms"]
+    assert total["min"] <= total["median"] <= total["p95"] <= total["p99"] <= total["max"]
+
+
+def test_readme_demo_runs_on_embedded_parts(minilm_gguf, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDQ_")}
+    env["EMBEDQ_HOME"] = str(tmp_path / "home")
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py"), "--model", str(minilm_gguf),
+                          "--workdir", str(tmp_path / "demo")], capture_output=True, text=True, env=env,
+                         timeout=240, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "broker   sqla+sqlite:///" in out.stdout and "database sqlite:///" in out.stdout
+    assert out.stdout.count("2 x 384 float32") == 4
+    nearest = out.stdout.split("nearest to")[1].splitlines()[1]
+    assert "Kittens love to nap in sunny spots." in nearest or "cat" in nearest

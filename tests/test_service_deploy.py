@@ -1,0 +1,58 @@
+"""The deployment files parse: docker/compose.yaml (with whichever compose CLI this machine has),
+the Procfile (honcho), and the Dockerfile's stages and build inputs exist."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose_cli() -> list[str] | None:
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return None
+
+
+def test_compose_file_validates():
+    cli = compose_cli()
+    if cli is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    out = subprocess.run([*cli, "-f", str(ROOT / "docker" / "compose.yaml"), "config"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    yaml = pytest.importorskip("yaml")
+    cfg = yaml.safe_load(out.stdout)
+    assert set(cfg["services"]) == {"redis", "postgres", "worker", "flower"}
+    worker = cfg["services"]["worker"]
+    # --scale worker=N needs a service without a fixed container name or host port.
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["environment"]["EMBEDQ_BROKER_URL"].startswith("redis://")
+    assert worker["environment"]["EMBEDQ_DATABASE_URL"].startswith("postgresql+psycopg://")
+    assert "pgvector" in cfg["services"]["postgres"]["image"]
+
+
+def test_procfile_runs_worker_and_flower():
+    honcho = Path(sys.executable).with_name("honcho")
+    if not honcho.exists():
+        pytest.skip("honcho is not installed")
+    out = subprocess.run([str(honcho), "-f", str(ROOT / "Procfile"), "check"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "worker, flower" in out.stderr + out.stdout
+
+
+def test_dockerfile_is_multi_stage_and_its_inputs_exist():
+    text = (ROOT / "docker" / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM \S+ AS (\w+)", text, flags=re.M)
+    assert stages == ["build", "runtime"]
+    assert "COPY --from=build" in text
+    for line in re.findall(r"^COPY (?!--from)(.+)$", text, flags=re.M):
+        for src in line.split()[:-1]:
+            assert (ROOT / src).exists(), f"Dockerfile copies {src}, which is missing"

@@ -1,0 +1,317 @@
+"""Storage on both backends (a fresh SQLite file and a fresh PostgreSQL+pgvector database per test):
+migrations, exact round trips, write-once semantics under concurrency, the cache, failures, and
+nearest-neighbour search against a brute-force reference."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+import storage
+from schemas.settings import model_label
+from storage.migrate import current_revision, head_revision
+from storage.search import SQLITE_QUERY, pg_query, vector_literal
+
+SENTENCES = [
+    "The cat sits on the mat.", "A dog runs in the park.", "Stock markets fell sharply today.",
+    "The central bank raised interest rates.", "Pasta needs salted boiling water.",
+    "Bake the bread at two hundred degrees.", "The football match ended in a draw.",
+    "Our team won the championship.", "Rain is expected tomorrow afternoon.", "A storm hits the coast.",
+    "Python is a programming language.", "Compilers translate source code.",
+]
+
+
+def metrics(**over) -> dict:
+    m = dict(queue_wait_ms=1.0, batch_wait_ms=2.0, tokenize_ms=0.5, forward_ms=3.0, persist_ms=0.7, total_ms=8.0,
+             batch_size=4, batch_jobs=2, tokens=20, truncated=0, cache_hits=0, worker="w@test")
+    m.update(over)
+    return m
+
+
+def store(url, job_id, texts, vectors, model="m", fingerprint="fp", batch_ids=("b1",)) -> bool:
+    hashes = [storage.content_hash(fingerprint, None, None, True, t) for t in texts]
+    claim = storage.claim_job(job_id, model=model, prompt_name=None, dims=None, normalize=True, count=len(texts),
+                              worker="w@test", hashes=hashes, url=url)
+    assert claim.status == "running"
+    return storage.save_result(job_id, texts=list(texts), hashes=hashes, vectors=vectors, model=model,
+                               batch_ids=list(batch_ids), metrics=lambda: metrics(), url=url)
+
+
+def test_migrations_reach_head_with_the_vector_machinery(db_url):
+    storage.upgrade(db_url)
+    assert current_revision(db_url) == head_revision()
+    eng = storage.get_engine(db_url)
+    names = set(inspect(eng).get_table_names())
+    assert {"jobs", "embeddings", "job_metrics", "alembic_version"} <= names
+    with eng.connect() as c:
+        if eng.dialect.name == "postgresql":
+            assert c.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar()
+            idx = set(c.execute(text("SELECT indexname FROM pg_indexes WHERE tablename = 'embeddings'")).scalars())
+            assert {"ix_embeddings_hnsw_384", "ix_embeddings_hnsw_768"} <= idx
+            assert c.execute(text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
+                                  "attrelid = 'embeddings'::regclass AND attname = 'vector'")).scalar() == "vector"
+        else:
+            assert c.execute(text("SELECT vec_version()")).scalar().startswith("v")
+    storage.migrate.forget(db_url)
+    storage.upgrade(db_url)  # a second run finds nothing to do
+    assert current_revision(db_url) == head_revision()
+
+
+def test_vectors_round_trip_exactly_in_order(db_url):
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal((5, 384)).astype(np.float32)
+    v[0, 0] = np.float32(1e-30)  # extremes survive too
+    v[1, 1] = np.float32(3.4e38)
+    assert store(db_url, "job-a", [f"t{i}" for i in range(5)], v)
+    got = storage.get_vectors("job-a", url=db_url)
+    assert got.dtype == np.float32 and got.shape == (5, 384)
+    np.testing.assert_array_equal(got, v)
+    assert storage.get_texts("job-a", url=db_url) == [f"t{i}" for i in range(5)]
+    job = storage.get_job("job-a", url=db_url)
+    assert (job["status"], job["count"], job["dim"], job["batch_ids"], job["attempts"]) == ("done", 5, 384, ["b1"], 1)
+    assert storage.get_metrics("job-a", url=db_url) == metrics()
+
+
+def test_a_job_is_written_once_even_when_delivered_concurrently(db_url):
+    rng = np.random.default_rng(2)
+    texts = ["alpha", "beta", "gamma"]
+    hashes = [storage.content_hash("fp", None, None, True, t) for t in texts]
+    copies = [rng.standard_normal((3, 64)).astype(np.float32) for _ in range(6)]
+    storage.upgrade(db_url)
+    results, errors = [], []
+    barrier = threading.Barrier(len(copies))
+
+    def deliver(v):
+        try:
+            barrier.wait()
+            storage.claim_job("dup", model="m", prompt_name=None, dims=None, normalize=True, count=3, worker="w",
+                              url=db_url)
+            results.append((storage.save_result("dup", texts=texts, hashes=hashes, vectors=v, model="m",
+                                                batch_ids=["b"], metrics=lambda: metrics(), url=db_url), v))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=deliver, args=(v,)) for v in copies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    winners = [v for ok, v in results if ok]
+    assert len(results) == len(copies) and len(winners) == 1
+    np.testing.assert_array_equal(storage.get_vectors("dup", url=db_url), winners[0])
+    with storage.get_engine(db_url).connect() as c:
+        assert c.execute(text("SELECT count(*) FROM embeddings WHERE job_id = 'dup'")).scalar() == 3
+        assert c.execute(text("SELECT count(*) FROM job_metrics WHERE job_id = 'dup'")).scalar() == 1
+    # A later redelivery is told the job is settled, and does not count as a new attempt.
+    claim = storage.claim_job("dup", model="m", prompt_name=None, dims=None, normalize=True, count=3, worker="w",
+                              url=db_url)
+    assert claim.status == "done"
+
+
+def test_claims_count_attempts_until_the_job_settles(db_url):
+    kw = dict(model="m", prompt_name=None, dims=None, normalize=True, count=1, url=db_url)
+    assert storage.claim_job("j", worker="a", **kw).attempts == 1
+    assert storage.claim_job("j", worker="b", **kw).attempts == 2
+    assert storage.get_job("j", url=db_url)["status"] == "running"
+    with pytest.raises(storage.JobNotDone, match="is running"):
+        storage.get_vectors("j", url=db_url)
+
+
+def test_failed_jobs_keep_their_reason_and_done_jobs_stay_done(db_url):
+    assert storage.mark_failed("bad", "texts is empty; a job needs at least one text", worker="w", url=db_url)
+    job = storage.get_job("bad", url=db_url)
+    assert job["status"] == "failed" and "texts is empty" in job["error"]
+    with pytest.raises(storage.JobNotDone, match="failed: texts is empty"):
+        storage.get_vectors("bad", url=db_url)
+    store(db_url, "good", ["x"], np.ones((1, 8), np.float32))
+    assert not storage.mark_failed("good", "late failure from a duplicate delivery", url=db_url)
+    assert storage.get_job("good", url=db_url)["status"] == "done"
+    with pytest.raises(storage.JobNotFound):
+        storage.get_metrics("nope", url=db_url)
+    assert storage.status_counts(url=db_url) == {"failed": 1, "done": 1}
+
+
+def test_content_hash_cache_finds_stored_vectors(db_url):
+    v = np.arange(16, dtype=np.float32).reshape(2, 8)
+    store(db_url, "c1", ["same text", "other"], v, fingerprint="model-A")
+    hit = storage.content_hash("model-A", None, None, True, "same text")
+    miss_model = storage.content_hash("model-B", None, None, True, "same text")
+    miss_dims = storage.content_hash("model-A", None, 4, True, "same text")
+    found = storage.cached_vectors([hit, miss_model, miss_dims], url=db_url)
+    assert list(found) == [hit]
+    np.testing.assert_array_equal(found[hit], v[0])
+    assert len({hit, miss_model, miss_dims, storage.content_hash("model-A", None, None, False, "same text")}) == 4
+
+
+def test_nearest_matches_brute_force_cosine(db_url, service_model):
+    vectors = service_model.embed(SENTENCES)
+    for j in range(0, len(SENTENCES), 3):
+        store(db_url, f"n{j}", SENTENCES[j:j + 3], vectors[j:j + 3], model="all-MiniLM-L6-v2")
+    # Vectors of another model or size never show up.
+    store(db_url, "other-model", ["The cat sits on the mat."], vectors[:1], model="another-model")
+    store(db_url, "other-dim", ["The cat sits on the mat."], vectors[:1, :128].copy(), model="all-MiniLM-L6-v2")
+
+    q = service_model.embed(["Where is the cat sitting?"])[0]
+    hits = storage.nearest(q, k=4, model="all-MiniLM-L6-v2", url=db_url)
+    sims = vectors @ q / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(q))
+    want = np.argsort(-sims)[:4]
+    assert [h[2] for h in hits] == [SENTENCES[i] for i in want]
+    np.testing.assert_allclose([h[3] for h in hits], sims[want], atol=1e-5)
+    job_id, idx, text_, _ = hits[0]
+    assert SENTENCES[int(job_id[1:]) + idx] == text_
+    assert all(h[0] not in ("other-model", "other-dim") for h in hits)
+    assert storage.nearest(np.ones(999, np.float32), k=3, model="all-MiniLM-L6-v2", url=db_url) == []
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        storage.nearest(q, k=0, url=db_url)
+    with pytest.raises(ValueError, match="non-zero"):
+        storage.nearest(np.zeros(384, np.float32), url=db_url)
+
+
+def test_nearest_embeds_a_text_query_with_the_model(db_url, service_model, minilm_gguf, monkeypatch):
+    # Vectors are stored under the served model's label (a GGUF path's stem); a text query is
+    # embedded by that model and searched among them.
+    monkeypatch.setenv("EMBEDQ_THREADS", "1")
+    store(db_url, "all", SENTENCES, service_model.embed(SENTENCES), model=model_label(str(minilm_gguf)))
+    hits = storage.nearest("interest rates and the central bank", k=2, model=str(minilm_gguf), url=db_url)
+    assert hits[0][:3] == ("all", 3, "The central bank raised interest rates.")
+    assert hits[0][3] > hits[1][3]
+
+
+def test_postgres_nearest_query_uses_the_hnsw_index(pg_url):
+    storage.upgrade(pg_url)
+    with storage.get_engine(pg_url).begin() as c:
+        c.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(c.execute(text("EXPLAIN " + pg_query(384)),
+                                   {"q": vector_literal(np.ones(384, np.float32)), "m": "m", "k": 5}).scalars())
+    assert "ix_embeddings_hnsw_384" in plan
+
+
+def test_sqlite_nearest_goes_through_sqlite_vec(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v.sqlite'}"
+    store(url, "j", ["a", "b"], np.array([[1, 0, 0], [0, 1, 0]], np.float32))
+    with storage.get_engine(url).connect() as c:
+        rows = c.execute(text(SQLITE_QUERY), {"q": np.array([1, 0.1, 0], "<f4").tobytes(), "dim": 3, "m": "m",
+                                              "k": 2}).all()
+    assert [r[2] for r in rows] == ["a", "b"] and rows[0][3] < rows[1][3]
+
+
+def test_retry_recovers_from_transient_errors_only():
+    calls = []
+    real = OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise real
+        return "ok"
+
+    assert storage.with_retry(flaky, retries=5, base_ms=1) == "ok" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(OperationalError):
+        storage.with_retry(lambda: (calls.append(1), (_ for _ in ()).throw(real)), retries=2, base_ms=1)
+    assert len(calls) == 3
+    calls.clear()
+
+    def integrity():
+        calls.append(1)
+        raise IntegrityError("INSERT", {}, Exception("duplicate key"))
+
+    with pytest.raises(IntegrityError):
+        storage.with_retry(integrity, retries=5, base_ms=1)
+    assert len(calls) == 1
+
+
+def test_group_writer_writes_each_job_once_under_concurrent_deliveries(db_url):
+    storage.upgrade(db_url)
+    writer = storage.GroupWriter(db_url)
+    rng = np.random.default_rng(3)
+    jobs = {f"g{i}": ([f"text {i}.{j}" for j in range(1 + i % 3)]) for i in range(30)}
+    vectors = {k: rng.standard_normal((len(t), 16)).astype(np.float32) for k, t in jobs.items()}
+    outcomes: dict[str, list[bool]] = {k: [] for k in jobs}
+    errors = []
+    # Every job is delivered twice at once, as after a redelivery race.
+    deliveries = [k for k in jobs for _ in range(2)]
+    barrier = threading.Barrier(len(deliveries))
+
+    def deliver(job_id):
+        try:
+            texts = jobs[job_id]
+            hashes = [storage.content_hash("fp", None, None, True, t) for t in texts]
+            barrier.wait()
+            claim = writer.claim(job_id, model="m", prompt_name=None, dims=None, normalize=True, count=len(texts),
+                                 worker="w", hashes=hashes)
+            if claim.status == "done":
+                outcomes[job_id].append(False)
+                return
+            outcomes[job_id].append(writer.save(job_id, texts=texts, hashes=hashes, vectors=vectors[job_id],
+                                                model="m", batch_ids=["b"], metrics=lambda: metrics(), worker="w"))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=deliver, args=(k,)) for k in deliveries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    writer.close()
+    assert not errors, errors
+    assert all(sorted(v) == [False, True] for v in outcomes.values()), outcomes
+    for job_id in jobs:
+        np.testing.assert_array_equal(storage.get_vectors(job_id, url=db_url), vectors[job_id])
+        assert storage.get_job(job_id, url=db_url)["attempts"] in (1, 2)
+    total = sum(len(t) for t in jobs.values())
+    with storage.get_engine(db_url).connect() as c:
+        assert c.execute(text("SELECT count(*) FROM embeddings")).scalar() == total
+        assert c.execute(text("SELECT count(*) FROM job_metrics")).scalar() == len(jobs)
+    assert writer.groups <= 2 * len(deliveries)
+
+
+def test_group_writer_replays_a_failing_request_alone(db_url):
+    storage.upgrade(db_url)
+    writer = storage.GroupWriter(db_url)
+    results, errors = {}, {}
+    barrier = threading.Barrier(6)
+
+    def broken_metrics():
+        raise RuntimeError("metrics exploded")
+
+    def save(job_id):
+        barrier.wait()
+        try:
+            results[job_id] = writer.save(job_id, texts=["t"], hashes=[f"h-{job_id}"],
+                                          vectors=np.ones((1, 4), np.float32), model="m", batch_ids=[],
+                                          metrics=broken_metrics if job_id == "bad" else metrics)
+        except Exception as e:
+            errors[job_id] = e
+
+    threads = [threading.Thread(target=save, args=(k,)) for k in ("a", "b", "bad", "c", "d", "e")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    writer.close()
+    assert set(errors) == {"bad"} and "metrics exploded" in str(errors["bad"])
+    assert results == {k: True for k in ("a", "b", "c", "d", "e")}
+    with pytest.raises(storage.JobNotFound):
+        storage.get_job("bad", url=db_url)
+    with pytest.raises(RuntimeError, match="shut down"):
+        writer.claim("late", model="m", prompt_name=None, dims=None, normalize=True, count=1, worker="w")
+
+
+def test_migrations_and_models_describe_the_same_schema(db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.models import Base
+
+    storage.upgrade(db_url)
+    with storage.get_engine(db_url).connect() as c:
+        diff = compare_metadata(MigrationContext.configure(c), Base.metadata)
+    # The per-dimension HNSW indexes are created by the migration (and on demand), not declared on
+    # the model: an expression index on a cast has no ORM spelling.
+    diff = [d for d in diff if not (d[0] == "remove_index" and d[1].name.startswith("ix_embeddings_hnsw_"))]
+    assert diff == []

@@ -1,0 +1,1 @@
+"""The embedq queue service: Celery app, embed task, coalescing worker, CLI commands."""

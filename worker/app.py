@@ -1,0 +1,77 @@
+"""The Celery app, configured from the settings object (schemas/settings.py).
+
+Reliability choices, all here so they are visible in one place:
+* acks_late: a job's message is acknowledged after the task returns, i.e. after its vectors are
+  committed; a worker that dies before that leaves the message unacknowledged.
+* reject_on_worker_lost: if a pool process is killed, its job goes back to the queue instead of
+  being marked failed.
+* visibility_timeout: how long Redis waits for an acknowledgement before handing the message to
+  another worker (this is what recovers jobs from a worker killed with SIGKILL). It must exceed
+  the longest batch; the restore sweep runs often enough that a low timeout is honoured.
+* the thread pool with `slots` threads: every in-flight job is a blocked thread feeding the
+  coalescer; prefetch of one message per thread keeps the broker from handing one worker more
+  jobs than it can buffer.
+* task events on (from the workers), so Flower sees workers, tasks, rates and failures.
+  Clients do not send task-sent events: they would cost every enqueue a second publish for a
+  PENDING state Flower can do without.
+"""
+from __future__ import annotations
+
+import threading
+
+from celery import Celery
+
+from schemas.settings import Settings, get_settings
+
+app = Celery("embedq", include=["worker.tasks"])
+
+
+def celery_config(s: Settings) -> dict:
+    broker = s.broker()
+    transport: dict = {"visibility_timeout": s.visibility_timeout_s}
+    if broker.startswith(("redis://", "rediss://")):
+        sweep = max(1, min(10, int(s.visibility_timeout_s // 4)))
+        transport.update(unacked_restore_interval=sweep, unacked_restore_throttle=1)
+    elif broker.startswith("sqla+"):
+        # kombu's SQLAlchemy transport hands every transport option to create_engine(), which
+        # rejects them; it has no visibility timeout anyway (unacked messages are restored when a
+        # worker shuts down). It polls once a second when idle.
+        transport = {}
+    return dict(
+        broker_url=broker,
+        result_backend=s.results(),
+        broker_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        task_default_queue=s.queue,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_send_task_events=True,
+        worker_pool="threads",
+        worker_concurrency=s.slots,
+        worker_prefetch_multiplier=1,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        result_expires=7 * 24 * 3600,
+    )
+
+
+def configure(settings: Settings | None = None) -> Celery:
+    """(Re)apply settings to the app, dropping connections made under the old ones."""
+    s = settings or get_settings()
+    app.conf.update(celery_config(s))
+    # Celery caches broker pools and result backends on first use and has no public way to drop
+    # them; without this a client that reconfigures (tests, the benchmark) keeps the old URLs.
+    # (The old pool is not closed: kombu's global pool registry hands the same object back for
+    # an unchanged URL.)
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None
+    app._backend_cache = None
+    app._local = threading.local()
+    return app
+
+
+configure()

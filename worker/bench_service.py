@@ -1,0 +1,328 @@
+"""`embedq bench service`: end-to-end throughput and latency of the queue service through Redis.
+
+1. saturation, for each job size: `native.Model.embed` on the run's texts in batches of the
+   worker's token budget, in this process with the worker's thread count (the ceiling); then
+   the same texts as jobs: N client threads enqueue them as fast as they can and wait for all;
+   texts/s enqueue-to-committed, as a fraction of raw.
+2. latency: jobs offered open-loop at 50% and 90% of the measured capacity (fixed arrival
+   schedule spread over the client threads); p50/p95/p99 of each job's total latency (enqueue to
+   commit, from the database) and the medians of its parts.
+Every text is distinct so the content-hash cache never answers. The result is appended to
+BENCHMARKS.md between `<!-- service-bench:start -->` and `<!-- service-bench:end -->`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+START, END = "<!-- service-bench:start -->", "<!-- service-bench:end -->"
+
+_WORDS = ("queue worker batch vector model token search index cluster latency memory thread kernel "
+          "document sentence meaning river mountain city music garden window paper light signal "
+          "engine market policy health school travel energy ocean forest winter summer story").split()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--texts", type=int, default=2400, help="texts per saturation run (default 2400)")
+    p.add_argument("--texts-per-job", default="1,4,16",
+                   help="job sizes to saturate with, comma-separated (default 1,4,16)")
+    p.add_argument("--latency-texts-per-job", type=int, default=4, help="job size of the latency runs (default 4)")
+    p.add_argument("--latency-jobs", type=int, default=200, help="jobs per latency run (default 200)")
+    p.add_argument("--repeat", type=int, default=2,
+                   help="measure raw and service this many times per job size and keep the best of each "
+                        "(default 2; damps interference from other load on the machine)")
+    p.add_argument("--clients", type=int, default=8, help="client threads (default 8)")
+    p.add_argument("--words", type=int, default=16, help="words per text (default 16)")
+    p.add_argument("--broker", default="redis://127.0.0.1:6379/15", help="Redis URL (a database it may flush)")
+    p.add_argument("--database", help="database URL (default: a fresh SQLite file in a temp dir)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--threads", type=int, help="model threads per worker (default: cores / workers)")
+    p.add_argument("--model", help="model (default EMBEDQ_MODEL)")
+    p.add_argument("--batch-tokens", type=int)
+    p.add_argument("--batch-wait-ms", type=float)
+    p.add_argument("--slots", type=int)
+    p.add_argument("--output", default="BENCHMARKS.md")
+    p.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--texts-per-job must be comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise ValueError("--texts-per-job sizes must be >= 1")
+    return sizes
+
+
+def make_texts(n: int, words: int, start: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed + start)
+    return [f"item {start + i}: " + " ".join(rng.choice(_WORDS) for _ in range(words)) for i in range(n)]
+
+
+def raw_throughput(model, texts: list[str], budget: int) -> float:
+    """Texts per second of Model.embed over `texts` in token-budget batches, as the worker cuts them."""
+    from .coalescer import split
+
+    runs = split(model.token_counts(texts), budget)
+    model.embed(texts[:8])
+    t = time.perf_counter()
+    for a, b, _tok in runs:
+        model.embed(texts[a:b])
+    return len(texts) / (time.perf_counter() - t)
+
+
+def _flush_redis(url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
+
+
+def _enqueue_all(embed, jobs: list[list[str]], clients: int, schedule: list[float] | None, desc: str):
+    """Send jobs from `clients` threads (at schedule[i] seconds after start, if given); wait for all.
+    Returns (job ids, seconds from first send to last result)."""
+    ids: list[str | None] = [None] * len(jobs)
+    errors: list[BaseException] = []
+    # disable=None: a progress bar on a terminal, nothing in CI logs.
+    bar = tqdm(total=len(jobs), desc=desc, unit="job", leave=False, disable=None)
+    lock = threading.Lock()
+    start = threading.Barrier(clients + 1)
+    t0_box: list[float] = []
+
+    def client(k: int) -> None:
+        mine = range(k, len(jobs), clients)
+        start.wait()
+        t0 = t0_box[0]
+        results = []
+        for i in mine:
+            if schedule is not None:
+                delay = t0 + schedule[i] - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            results.append((i, embed.delay(jobs[i])))
+        for i, r in results:
+            try:
+                ids[i] = r.get(timeout=600)["job_id"]
+            except BaseException as e:
+                errors.append(e)
+            with lock:
+                bar.update(1)
+
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
+    for t in threads:
+        t.start()
+    t0_box.append(time.perf_counter())
+    start.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0_box[0]
+    bar.close()
+    if errors:
+        raise RuntimeError(f"{len(errors)} jobs failed in the benchmark; first: {errors[0]!r}")
+    return ids, elapsed
+
+
+class _Texts:
+    """Distinct benchmark texts, never repeated across runs (so the cache never answers)."""
+
+    def __init__(self, words: int):
+        self.words, self.next = words, 0
+
+    def take(self, n: int) -> list[str]:
+        out = make_texts(n, self.words, self.next)
+        self.next += n
+        return out
+
+
+def _jobs(texts: list[str], size: int) -> list[list[str]]:
+    return [texts[i:i + size] for i in range(0, len(texts), size)]
+
+
+def run(args) -> int:
+    from schemas.settings import get_settings
+
+    from .app import configure
+
+    try:
+        sizes = parse_sizes(args.texts_per_job)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for name in ("texts", "clients", "words", "latency_jobs", "workers", "latency_texts_per_job", "repeat"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
+            return 2
+    if not args.broker.startswith(("redis://", "rediss://")):
+        print("error: the service benchmark runs through Redis; give --broker redis://...", file=sys.stderr)
+        return 2
+    base = get_settings()
+    model_name = args.model or base.model
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    budget = args.batch_tokens or base.batch_tokens
+    tmp = Path(tempfile.mkdtemp(prefix="embedq-bench-"))
+    db = args.database or f"sqlite:///{tmp / 'bench.sqlite'}"
+    env = {"EMBEDQ_BROKER_URL": args.broker, "EMBEDQ_RESULT_BACKEND": args.broker, "EMBEDQ_DATABASE_URL": db,
+           "EMBEDQ_MODEL": model_name, "EMBEDQ_THREADS": str(threads), "EMBEDQ_BATCH_TOKENS": str(budget),
+           "EMBEDQ_QUEUE": "embedq-bench"}
+    if args.batch_wait_ms is not None:
+        env["EMBEDQ_BATCH_WAIT_MS"] = str(args.batch_wait_ms)
+    if args.slots is not None:
+        env["EMBEDQ_SLOTS"] = str(args.slots)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        return _run(args, env, sizes, model_name, threads, budget, tmp, db)
+    finally:
+        # Leave the calling process configured as it was (the benchmark can run in-process).
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        get_settings.cache_clear()
+        configure(get_settings())
+
+
+def _run(args, env, sizes, model_name, threads, budget, tmp, db) -> int:
+    import native
+    import storage
+    from schemas.settings import get_settings
+
+    from .app import configure
+    from .processes import WorkerProcess
+
+    s = get_settings()
+    configure(s)
+    from .tasks import embed
+
+    texts = _Texts(args.words)
+    model = native.Model(model_name, threads=threads, activations=s.activations)
+    kernels = model.info.get("kernels")
+    mean_tokens = float(np.mean(model.token_counts(make_texts(512, args.words, 0))))
+
+    _flush_redis(args.broker)
+    workers = [WorkerProcess(f"bench{i}@{platform.node()}", tmp / f"worker{i}.log", env=env).start()
+               for i in range(args.workers)]
+    saturation, loads = [], []
+    try:
+        for w in workers:
+            w.wait_ready()
+        _enqueue_all(embed, _jobs(texts.take(32), 4), 2, None, "warm-up")
+
+        for size in dict.fromkeys(sizes + [args.latency_texts_per_job]):
+            raw, secs = 0.0, float("inf")
+            for _ in range(args.repeat):
+                run_texts = texts.take(args.texts)
+                # Raw throughput on these very texts, right before the service gets them: on a
+                # shared machine both figures of the ratio should see the same background load.
+                raw = max(raw, raw_throughput(model, run_texts, budget))
+                jobs = _jobs(run_texts, size)
+                secs = min(secs, _enqueue_all(embed, jobs, args.clients, None, f"saturation, {size} texts/job")[1])
+            saturation.append(dict(size=size, jobs=len(jobs), raw=raw, texts_s=args.texts / secs,
+                                   jobs_s=len(jobs) / secs, ratio=args.texts / secs / raw, shown=size in sizes))
+            print(f"saturation with {size} texts/job: {args.texts / secs:.1f} texts/s = "
+                  f"{100 * args.texts / secs / raw:.1f}% of raw {raw:.1f}", file=sys.stderr)
+
+        capacity = next(x["jobs_s"] for x in saturation if x["size"] == args.latency_texts_per_job)
+        for frac in (0.5, 0.9):
+            rate = frac * capacity
+            jobs = _jobs(texts.take(args.latency_jobs * args.latency_texts_per_job), args.latency_texts_per_job)
+            schedule = [i / rate for i in range(len(jobs))]
+            ids, elapsed = _enqueue_all(embed, jobs, args.clients, schedule, f"{int(frac * 100)}% load")
+            m = [storage.get_metrics(i, url=db) for i in ids]
+            total = np.array([x["total_ms"] for x in m])
+            loads.append(dict(
+                load=frac, offered_jobs_s=rate, achieved_jobs_s=len(jobs) / elapsed,
+                p50=float(np.percentile(total, 50)), p95=float(np.percentile(total, 95)),
+                p99=float(np.percentile(total, 99)),
+                **{f"median_{k}": float(np.median([x[k] for x in m]))
+                   for k in ("queue_wait_ms", "batch_wait_ms", "forward_ms", "persist_ms", "batch_jobs")}))
+    finally:
+        for w in workers:
+            w.stop()
+        _flush_redis(args.broker)
+
+    del model
+    report = dict(saturation=[x for x in saturation if x["shown"]], loads=loads, threads=threads,
+                  budget=budget, kernels=kernels, mean_tokens=mean_tokens, settings=s, args=args, model=model_name,
+                  db="SQLite" if db.startswith("sqlite") else db.split(":", 1)[0])
+    md = render(report)
+    print(md)
+    if not args.no_write:
+        write_section(Path(args.output), md)
+        print(f"wrote the service section of {args.output}", file=sys.stderr)
+    return 0
+
+
+def render(r: dict) -> str:
+    a, s = r["args"], r["settings"]
+    lines = [
+        START,
+        "## Service: `embedq bench service`",
+        "",
+        f"Machine: {_cpu_name()}, {os.cpu_count()} cores; kernels {r['kernels']}. Model {Path(r['model']).name}; "
+        f"{a.workers} worker process(es) x {r['threads']} threads, {s.slots} slots, batches of <= {r['budget']} "
+        f"tokens, max wait {s.batch_wait_ms:g} ms; broker Redis, database {r['db']}; {a.clients} client threads "
+        f"in the benchmark process on the same machine (their CPU, Redis's and the worker's bookkeeping all come "
+        f"out of the same cores as the forward passes). Texts of ~{r['mean_tokens']:.0f} tokens, all distinct, "
+        "so the cache never answers.",
+        "",
+        f"Throughput, {a.texts} texts per run, enqueue to committed. Raw = `Model.embed` on the same texts, in "
+        f"the same {r['budget']}-token batches, same threads, measured in the benchmark process just before "
+        f"each service run; best of {a.repeat} for each.",
+        "",
+        "| texts per job | raw texts/s | service jobs/s | service texts/s | service / raw |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for x in r["saturation"]:
+        lines.append(f"| {x['size']} | {x['raw']:.1f} | {x['jobs_s']:.1f} | {x['texts_s']:.1f} | "
+                     f"{100 * x['ratio']:.1f}% |")
+    lines += [
+        "",
+        f"Job latency (enqueue to vectors committed), jobs of {a.latency_texts_per_job} texts offered open-loop at "
+        "a fraction of the capacity measured above; medians of the parts from the stored metrics:",
+        "",
+        "| load | offered jobs/s | achieved | p50 ms | p95 ms | p99 ms | queue wait | batch wait | forward | "
+        "persist | jobs/batch |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for x in r["loads"]:
+        lines.append(
+            f"| {int(x['load'] * 100)}% | {x['offered_jobs_s']:.1f} | {x['achieved_jobs_s']:.1f} | {x['p50']:.1f} | "
+            f"{x['p95']:.1f} | {x['p99']:.1f} | {x['median_queue_wait_ms']:.1f} | {x['median_batch_wait_ms']:.1f} | "
+            f"{x['median_forward_ms']:.1f} | {x['median_persist_ms']:.1f} | {x['median_batch_jobs']:.0f} |")
+    lines += ["", f"Reproduce: `embedq bench service --texts {a.texts} --texts-per-job {a.texts_per_job} "
+              f"--clients {a.clients} --workers {a.workers} --repeat {a.repeat}`", END]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the service section of BENCHMARKS.md, or append it; other sections stay untouched."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    i, j = text.find(START), text.find(END)
+    if i >= 0 and j > i:
+        text = text[:i] + section + text[j + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

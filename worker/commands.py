@@ -1,0 +1,195 @@
+"""CLI commands of the service: worker, enqueue, job, search, stats, bench service.
+
+worker/cli.py calls `register(subparsers)`; every handler takes the parsed args and returns an
+exit code. `bench service` joins a `bench` command that other modules may also extend (native's
+`bench runtime`), whichever registers first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from schemas.settings import describe as describe_settings
+
+
+def register(subparsers) -> None:
+    from .serve import add_worker_arguments
+
+    p = subparsers.add_parser("worker", help="run worker processes (Celery) for the configured broker",
+                              description="Run embedq worker processes.\n\nSettings (environment):\n"
+                              + describe_settings(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_worker_arguments(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = subparsers.add_parser("enqueue", help="send texts from a file as embed jobs")
+    p.add_argument("file", help="text file (one text per line), .jsonl (one job per line: a list of "
+                   "strings or {\"texts\": [...]}) or - for stdin")
+    p.add_argument("--per-job", type=int, default=32, help="texts per job for plain text files (default 32)")
+    p.add_argument("--model", help="model the job asks for (must be the one the workers serve)")
+    p.add_argument("--prompt-name")
+    p.add_argument("--dims", type=int)
+    p.add_argument("--no-normalize", action="store_true")
+    p.add_argument("--wait", action="store_true", help="wait for the jobs and print their summaries")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait per job with --wait")
+    p.set_defaults(func=cmd_enqueue)
+
+    p = subparsers.add_parser("job", help="show a job: status, metrics, vectors")
+    p.add_argument("job_id")
+    p.add_argument("--vectors", action="store_true", help="also print the vectors")
+    p.set_defaults(func=cmd_job)
+
+    p = subparsers.add_parser("search", help="nearest stored texts to a query (cosine)")
+    p.add_argument("text")
+    p.add_argument("-k", type=int, default=5)
+    p.add_argument("--model")
+    p.add_argument("--prompt-name")
+    p.add_argument("--dims", type=int)
+    p.set_defaults(func=cmd_search)
+
+    p = subparsers.add_parser("stats", help="latency statistics over stored jobs, with a PNG plot")
+    p.add_argument("--plot", default="embedq-stats.png", help="where to write the plot (default embedq-stats.png)")
+    p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    p.set_defaults(func=cmd_stats)
+
+    register_bench(_bench_subparsers(subparsers))
+
+
+def _bench_subparsers(subparsers):
+    """The sub-command table of `bench`, created here or found where native/commands.py created it
+    (same contract: the table is the parser's `_embedq_bench_sub` default)."""
+    parser = subparsers.choices.get("bench")
+    if parser is None:
+        parser = subparsers.add_parser("bench", help="benchmarks",
+                                       description="Benchmarks: runtime (native) and service (worker).")
+        action = parser.add_subparsers(dest="bench_command", metavar="BENCHMARK")
+        action.required = True
+        parser.set_defaults(_embedq_bench_sub=action)
+    return parser.get_default("_embedq_bench_sub")
+
+
+def register_bench(bench_subparsers) -> None:
+    from .bench_service import add_arguments
+
+    p = bench_subparsers.add_parser("service", help="end-to-end throughput and latency through Redis")
+    add_arguments(p)
+    p.set_defaults(func=cmd_bench_service)
+
+
+# -- handlers ---------------------------------------------------------------------------------------
+def cmd_worker(args) -> int:
+    from .serve import run
+
+    return run(args)
+
+
+def read_jobs(path: str, per_job: int) -> list[list[str]]:
+    """Jobs from a file: .jsonl = one job per line, anything else = one text per line."""
+    if per_job < 1:
+        raise ValueError("--per-job must be >= 1")
+    raw = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    if path.endswith(".jsonl"):
+        jobs = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            item = json.loads(line)
+            texts = item.get("texts") if isinstance(item, dict) else item
+            if isinstance(texts, str):
+                texts = [texts]
+            if not isinstance(texts, list):
+                raise ValueError(f"{path}:{n}: expected a list of strings or {{\"texts\": [...]}}")
+            jobs.append(texts)
+        return jobs
+    lines = [ln for ln in raw.splitlines() if ln.strip()]
+    return [lines[i:i + per_job] for i in range(0, len(lines), per_job)]
+
+
+def cmd_enqueue(args) -> int:
+    from .tasks import embed
+
+    try:
+        jobs = read_jobs(args.file, args.per_job)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not jobs:
+        print("error: no texts in the input", file=sys.stderr)
+        return 2
+    kw = dict(model=args.model, prompt_name=args.prompt_name, dims=args.dims, normalize=not args.no_normalize)
+    results = [embed.delay(texts, **kw) for texts in jobs]
+    rc = 0
+    for r in results:
+        if not args.wait:
+            print(r.id)
+            continue
+        try:
+            print(json.dumps(r.get(timeout=args.timeout)))
+        except Exception as e:
+            print(json.dumps({"job_id": r.id, "status": "failed", "error": f"{type(e).__name__}: {e}"}))
+            rc = 1
+    return rc
+
+
+def cmd_job(args) -> int:
+    import storage
+
+    try:
+        job = storage.get_job(args.job_id)
+    except storage.JobNotFound as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    out = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in job.items()}
+    if job["status"] == "done":
+        out["metrics"] = storage.get_metrics(args.job_id)
+        if args.vectors:
+            out["vectors"] = storage.get_vectors(args.job_id).tolist()
+    print(json.dumps(out, indent=2))
+    return 0 if job["status"] != "failed" else 1
+
+
+def cmd_search(args) -> int:
+    import storage
+
+    try:
+        hits = storage.nearest(args.text, k=args.k, model=args.model, prompt_name=args.prompt_name, dims=args.dims)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not hits:
+        print("no stored vectors for this model and size")
+        return 0
+    for job_id, idx, text, score in hits:
+        short = text if len(text) <= 80 else text[:77] + "..."
+        print(f"{score:8.4f}  {job_id}[{idx}]  {short}")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    import storage
+
+    from . import stats
+
+    metrics = storage.all_metrics()
+    result = stats.compute(metrics, storage.status_counts())
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(stats.format_table(result))
+        failed = storage.failed_jobs(limit=5)
+        if failed:
+            print("\nrecent failures:")
+            for job_id, why in failed:
+                print(f"  {job_id}: {why[:160]}")
+    if not args.no_plot:
+        path = stats.plot(metrics, args.plot)
+        print(f"\nplot: {path}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
+def cmd_bench_service(args) -> int:
+    from .bench_service import run
+
+    return run(args)

@@ -1,0 +1,98 @@
+"""Start, await and stop worker processes (used by the demo, the service benchmark and the tests).
+
+Readiness is read from the worker's own log ("<node> ready."), so callers wait for an event with a
+deadline rather than sleeping a guessed time. Every process gets its own session, so stopping it
+never touches the caller's process group.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class WorkerStartError(RuntimeError):
+    pass
+
+
+class WorkerProcess:
+    def __init__(self, hostname: str, log_path: str | os.PathLike, env: dict[str, str] | None = None,
+                 args: list[str] | None = None, cwd: str | os.PathLike | None = None):
+        self.hostname = hostname
+        self.log_path = Path(log_path)
+        self.env = {**os.environ, **(env or {}), "EMBEDQ_LOG_LEVEL": "INFO",
+                    # The worker stops itself if this process dies without stopping it.
+                    "EMBEDQ_EXIT_WITH_PARENT": str(os.getpid())}
+        self.args = list(args or [])
+        self.cwd = cwd
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "worker.serve", "--hostname", self.hostname, *self.args],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.cwd, start_new_session=True)
+        finally:
+            log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_for_log(self, needle: str, timeout: float = 60.0, after: int = 0) -> int:
+        """Wait until `needle` appears in the log (at or after offset `after`); returns its offset."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log()
+            i = text.find(needle, after)
+            if i >= 0:
+                return i
+            if self.proc is not None and self.proc.poll() is not None:
+                raise WorkerStartError(f"worker {self.hostname} exited with {self.proc.returncode} before "
+                                       f"{needle!r}; log tail:\n{text[-3000:]}")
+            if time.monotonic() > deadline:
+                raise WorkerStartError(f"worker {self.hostname}: no {needle!r} within {timeout:.0f}s; "
+                                       f"log tail:\n{text[-3000:]}")
+            time.sleep(0.02)
+
+    def wait_ready(self, timeout: float = 90.0) -> "WorkerProcess":
+        self.wait_for_log(f"{self.hostname} ready.", timeout)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no warm shutdown, no acknowledgements, nothing flushed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """Warm shutdown (SIGTERM: unstarted jobs go back to the broker), SIGKILL if it hangs."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+    def __enter__(self) -> "WorkerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,77 @@
+"""Per-process state of a worker: the model (loaded once, memory-mapped), the coalescer and the
+database writer."""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+
+import storage
+from schemas import JobLimits, ServedModel
+from schemas.settings import Settings, get_settings
+
+from .backend import EmbeddingBackend, NativeBackend
+from .coalescer import Coalescer
+
+log = logging.getLogger("embedq.worker")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    backend: EmbeddingBackend
+    served: ServedModel
+    fingerprint: str
+    coalescer: Coalescer
+    writer: storage.GroupWriter
+    limits: JobLimits
+    name: str
+
+    def close(self) -> None:
+        self.coalescer.close()
+        self.writer.close()
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def start_runtime(settings: Settings | None = None, backend: EmbeddingBackend | None = None,
+                  name: str | None = None) -> Runtime:
+    """Load the model, migrate the database and start the coalescer for this process.
+
+    `backend` lets a caller supply the runtime (the default wraps native.Model on EMBEDQ_MODEL).
+    """
+    global _runtime
+    s = settings or get_settings()
+    with _lock:
+        if _runtime is not None:
+            return _runtime
+        if backend is None:
+            log.info("loading model %s (threads=%s, activations=%s)", s.model, s.threads or "all", s.activations)
+            backend = NativeBackend(s.model, threads=s.threads, activations=s.activations)
+        storage.upgrade(s.database())
+        served = backend.served()
+        _runtime = Runtime(
+            settings=s, backend=backend, served=served, fingerprint=backend.fingerprint,
+            coalescer=Coalescer(backend, s.batch_tokens, s.batch_wait_ms),
+            writer=storage.GroupWriter(s.database()),
+            limits=JobLimits(max_texts=s.max_texts, max_chars=s.max_chars, max_job_chars=s.max_job_chars),
+            name=name or f"{socket.gethostname()}",
+        )
+        log.info("serving %s (dim %d) from %s; batches of <= %d tokens, wait <= %.1f ms",
+                 served.name, served.dim, getattr(backend, "path", "?"), s.batch_tokens, s.batch_wait_ms)
+        return _runtime
+
+
+def get_runtime() -> Runtime:
+    return _runtime or start_runtime()
+
+
+def stop_runtime() -> None:
+    global _runtime
+    with _lock:
+        rt, _runtime = _runtime, None
+    if rt is not None:
+        rt.close()

@@ -1,0 +1,156 @@
+"""`embedq worker`: run worker processes for the configured broker, database and model.
+
+One process = one Celery worker on a thread pool of `slots` threads (the jobs it buffers), one
+coalescer and one model. `--concurrency N` starts N such processes on this machine, each with an
+equal share of the cores for its model threads; the model file is memory-mapped, so they share
+its pages. More machines: run `embedq worker` on each against the same broker and database.
+
+Also runnable as `python -m worker.serve ...` (what the supervisor and the tests start).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from schemas.settings import get_settings
+
+log = logging.getLogger("embedq.worker")
+
+# CLI flag -> settings field; flags are passed on as EMBEDQ_* variables so child processes and the
+# settings object agree.
+FLAG_SETTINGS = {
+    "model": "model", "threads": "threads", "slots": "slots", "batch_tokens": "batch_tokens",
+    "batch_wait_ms": "batch_wait_ms", "broker": "broker_url", "database": "database_url", "queue": "queue",
+    "visibility_timeout": "visibility_timeout_s", "loglevel": "log_level",
+}
+
+
+def add_worker_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--concurrency", "-c", type=int, default=1,
+                   help="worker processes on this machine (each loads the model, memory-mapped)")
+    p.add_argument("--slots", type=int, help="jobs each process buffers for coalescing (EMBEDQ_SLOTS)")
+    p.add_argument("--threads", type=int, help="compute threads per process (EMBEDQ_THREADS)")
+    p.add_argument("--model", help="GGUF path or model name (EMBEDQ_MODEL)")
+    p.add_argument("--batch-tokens", type=int, help="token budget per batch (EMBEDQ_BATCH_TOKENS)")
+    p.add_argument("--batch-wait-ms", type=float, help="longest wait of a buffered job (EMBEDQ_BATCH_WAIT_MS)")
+    p.add_argument("--broker", help="broker URL (EMBEDQ_BROKER_URL)")
+    p.add_argument("--database", help="database URL (EMBEDQ_DATABASE_URL)")
+    p.add_argument("--queue", help="queue name (EMBEDQ_QUEUE)")
+    p.add_argument("--visibility-timeout", type=float, help="seconds (EMBEDQ_VISIBILITY_TIMEOUT_S)")
+    p.add_argument("--hostname", "-n", help="Celery node name (default embedq@HOST, embedq-I@HOST with -c N)")
+    p.add_argument("--loglevel", "-l", help="log level (EMBEDQ_LOG_LEVEL)")
+
+
+def apply_flags(args: argparse.Namespace) -> None:
+    for flag, field in FLAG_SETTINGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            os.environ[f"EMBEDQ_{field.upper()}"] = str(value)
+    get_settings.cache_clear()
+
+
+def run(args: argparse.Namespace) -> int:
+    apply_flags(args)
+    if args.concurrency < 1:
+        print("error: --concurrency must be >= 1", file=sys.stderr)
+        return 2
+    if args.concurrency > 1:
+        return supervise(args)
+    return run_one(args.hostname or f"embedq@{socket.gethostname()}")
+
+
+def _exit_with_parent() -> None:
+    """If started by a process that asked for it (EMBEDQ_EXIT_WITH_PARENT=<its pid>), get SIGTERM
+    when that process dies, so a crashed test run or benchmark leaves no worker behind (Linux)."""
+    want = os.environ.get("EMBEDQ_EXIT_WITH_PARENT")
+    if not want or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(want):  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_one(hostname: str) -> int:
+    _exit_with_parent()
+    s = get_settings()
+    logging.basicConfig(level=s.log_level.upper(), format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s")
+    from .app import app, configure
+    from .runtime import start_runtime, stop_runtime
+
+    configure(s)
+    try:
+        start_runtime(s, name=hostname)
+    except Exception as e:
+        print(f"error: cannot start the worker: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    argv = ["worker", "--pool", "threads", "--concurrency", str(s.slots), "--queues", s.queue,
+            "--hostname", hostname, "--loglevel", s.log_level.upper(), "--prefetch-multiplier", "1",
+            "--task-events", "--without-mingle", "--without-gossip"]
+    try:
+        app.worker_main(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    finally:
+        stop_runtime()
+    return 0
+
+
+def supervise(args: argparse.Namespace) -> int:
+    """Run N single-process workers; restart one that dies, stop all on SIGTERM/SIGINT."""
+    n = args.concurrency
+    s = get_settings()
+    threads = s.threads or max(1, (os.cpu_count() or 1) // n)
+    # Children stop if the supervisor dies, instead of running on unsupervised.
+    env = {**os.environ, "EMBEDQ_THREADS": str(threads), "EMBEDQ_EXIT_WITH_PARENT": str(os.getpid())}
+    host = socket.gethostname()
+    base, _, at = (args.hostname or f"embedq@{host}").partition("@")
+
+    def start(i: int) -> subprocess.Popen:
+        name = f"{base}-{i}@{at or host}"
+        return subprocess.Popen([sys.executable, "-m", "worker.serve", "--hostname", name], env=env)
+
+    children = {i: start(i) for i in range(n)}
+    stopping = False
+
+    def stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+        for p in children.values():
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    _exit_with_parent()
+    while not stopping:
+        for i, p in list(children.items()):
+            rc = p.poll()
+            if rc is not None and not stopping:
+                if rc == 2:  # configuration error: restarting would fail the same way
+                    stop(signal.SIGTERM, None)
+                    break
+                print(f"worker {i} exited with {rc}; restarting it", file=sys.stderr)
+                children[i] = start(i)
+        time.sleep(0.5)
+    codes = [p.wait() for p in children.values()]
+    # A child stopped by the signal we forwarded ended as asked.
+    return 0 if all(c in (0, -signal.SIGTERM, -signal.SIGINT) for c in codes) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m worker.serve", description=__doc__.split("\n")[0])
+    add_worker_arguments(p)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
