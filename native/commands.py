@@ -208,15 +208,8 @@ def bench_subparsers(subparsers):
 
 
 def _register_bench_runtime(subparsers) -> None:
-    # `bench runtime` is implemented in native/bench.py by its owner. Contract:
-    # bench.add_arguments(parser) adds its options, bench.run_cli(args) -> int runs
-    # it. Until both exist the subcommand is simply not offered.
-    try:
-        from . import bench
-    except ImportError:
-        return
-    if not (hasattr(bench, "add_arguments") and hasattr(bench, "run_cli")):
-        return
+    from . import bench
+
     p = bench_subparsers(subparsers).add_parser(
         "runtime", help="our runtime vs llama.cpp and sentence-transformers")
     bench.add_arguments(p)

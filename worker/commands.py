@@ -54,20 +54,10 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_stats)
 
-    register_bench(_bench_subparsers(subparsers))
+    # worker imports native (never the reverse), so the shared `bench` table lives there.
+    from native.commands import bench_subparsers
 
-
-def _bench_subparsers(subparsers):
-    """The sub-command table of `bench`, created here or found where native/commands.py created it
-    (same contract: the table is the parser's `_embedq_bench_sub` default)."""
-    parser = subparsers.choices.get("bench")
-    if parser is None:
-        parser = subparsers.add_parser("bench", help="benchmarks",
-                                       description="Benchmarks: runtime (native) and service (worker).")
-        action = parser.add_subparsers(dest="bench_command", metavar="BENCHMARK")
-        action.required = True
-        parser.set_defaults(_embedq_bench_sub=action)
-    return parser.get_default("_embedq_bench_sub")
+    register_bench(bench_subparsers(subparsers))
 
 
 def register_bench(bench_subparsers) -> None:
