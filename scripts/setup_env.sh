@@ -20,7 +20,8 @@ PY="$VENV/bin/python"
 if [ "${WITH_PEERS:-0}" = "1" ]; then
   # torch must be exactly 2.13.0 (the CPU wheel on disk); anything else pulls CUDA.
   echo "== installing peers (torch 2.13.0, sentence-transformers, llama-cpp-python)"
-  "$PY" -m pip install -q "torch==2.13.0" "sentence-transformers>=3" "tokenizers>=0.15"
+  # sentencepiece: llama.cpp's own converter needs it for Gemma (the peer tests run it).
+  "$PY" -m pip install -q "torch==2.13.0" "sentence-transformers>=3" "tokenizers>=0.15" sentencepiece
   # llama-cpp-python compiles llama.cpp (minutes on 2 cores): build the wheel once into the cache.
   LLAMA_VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
   if ! ls "$EMBEDQ_HOME"/wheels/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then

@@ -31,4 +31,4 @@ if [ "${EMBEDQ_SKIP_GEMMA:-0}" != "1" ]; then
 fi
 
 echo "== pytest"
-"$PY" -m pytest -q -p no:cacheprovider "$@"
+"$PY" -m pytest -q -rs -p no:cacheprovider "$@"
