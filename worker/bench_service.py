@@ -243,7 +243,7 @@ def _run(args, env, sizes, model_name, threads, budget, tmp, db) -> int:
             m = [storage.get_metrics(i, url=db) for i in ids]
             total = np.array([x["total_ms"] for x in m])
             loads.append(dict(
-                load=frac, offered_jobs_s=rate, achieved_jobs_s=len(jobs) / elapsed,
+                load=frac, offered_jobs_s=rate, achieved_jobs_s=len(jobs) / elapsed, latencies=total.tolist(),
                 p50=float(np.percentile(total, 50)), p95=float(np.percentile(total, 95)),
                 p99=float(np.percentile(total, 99)),
                 **{f"median_{k}": float(np.median([x[k] for x in m]))
@@ -260,9 +260,40 @@ def _run(args, env, sizes, model_name, threads, budget, tmp, db) -> int:
     md = render(report)
     print(md)
     if not args.no_write:
-        write_section(Path(args.output), md)
-        print(f"wrote the service section of {args.output}", file=sys.stderr)
+        png = Path(args.output).resolve().parent / "docs" / "bench-service.png"
+        plot(report, png)
+        write_section(Path(args.output), md + f"\n\n![service throughput and latency](docs/{png.name})")
+        print(f"wrote the service section of {args.output} and {png}", file=sys.stderr)
     return 0
+
+
+def plot(r: dict, path: Path) -> None:
+    """Throughput vs job size (service and raw) and the job-latency distributions per load."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    sat = r["saturation"]
+    xs = [x["size"] for x in sat]
+    a.plot(xs, [x["raw"] for x in sat], marker="o", label="raw Model.embed")
+    a.plot(xs, [x["texts_s"] for x in sat], marker="o", label="service (enqueue to committed)")
+    a.set_xscale("log", base=2)
+    a.set_xlabel("texts per job")
+    a.set_ylabel("texts / s")
+    a.set_title("throughput at saturation")
+    a.legend(fontsize=8)
+    b.hist([x["latencies"] for x in r["loads"]], bins=40, label=[f"{int(100 * x['load'])}% load" for x in r["loads"]],
+           histtype="step")
+    b.set_xlabel("job latency, ms")
+    b.set_ylabel("jobs")
+    b.set_title("latency distribution")
+    b.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def render(r: dict) -> str:
