@@ -1,6 +1,7 @@
 // AVX-512 (F, BW, VL, DQ) kernels. Compiled with those flags plus AVX2/FMA/
 // F16C; reached only after dispatch.cpp has checked the CPU and the OS.
 #include "kernels/kernels.h"
+#include "kernels/tiling.h"
 
 #if defined(EMBEDQ_X86)
 // GCC 12's AVX-512 headers make "undefined" vectors by self-initialisation,
@@ -98,51 +99,7 @@ void row_to_f32_q8_0(const BlockQ8_0* src, float* dst, size_t n) {
   }
 }
 
-// --- tiling ---------------------------------------------------------------
-// Walks an m x n output in Tile::MR x Tile::NR tiles (MR rows of A against NR
-// rows of B); leftover rows and columns go to smaller instantiations of the
-// same tile, so every size is handled by the fast code. Each block of A rows
-// meets the whole B panel before moving on: the A rows stay in L1 while B
-// streams from L2. depth is k for f32 and the block count for Q8_0.
-template <class Tile, int MR, int R = Tile::NR - 1>
-inline void grid_col_tail(size_t rem, const typename Tile::Elem* A, size_t lda, const typename Tile::Elem* B,
-                          size_t ldb, float* C, size_t ldc, size_t depth) {
-  if constexpr (R > 0) {
-    if (rem == R)
-      Tile::template run<MR, R>(A, lda, B, ldb, C, ldc, depth);
-    else
-      grid_col_tail<Tile, MR, R - 1>(rem, A, lda, B, ldb, C, ldc, depth);
-  }
-}
-
-template <class Tile, int MR>
-void grid_row_block(const typename Tile::Elem* A, size_t lda, const typename Tile::Elem* B, size_t ldb,
-                    float* C, size_t ldc, size_t n, size_t depth) {
-  size_t j = 0;
-  for (; j + Tile::NR <= n; j += Tile::NR)
-    Tile::template run<MR, Tile::NR>(A, lda, B + j * ldb, ldb, C + j, ldc, depth);
-  grid_col_tail<Tile, MR>(n - j, A, lda, B + j * ldb, ldb, C + j, ldc, depth);
-}
-
-template <class Tile, int R = Tile::MR - 1>
-inline void grid_row_tail(size_t rem, const typename Tile::Elem* A, size_t lda, const typename Tile::Elem* B,
-                          size_t ldb, float* C, size_t ldc, size_t n, size_t depth) {
-  if constexpr (R > 0) {
-    if (rem == R)
-      grid_row_block<Tile, R>(A, lda, B, ldb, C, ldc, n, depth);
-    else
-      grid_row_tail<Tile, R - 1>(rem, A, lda, B, ldb, C, ldc, n, depth);
-  }
-}
-
-template <class Tile>
-void gemm_grid(const typename Tile::Elem* A, size_t lda, const typename Tile::Elem* B, size_t ldb, float* C,
-               size_t ldc, size_t m, size_t n, size_t depth) {
-  size_t i = 0;
-  for (; i + Tile::MR <= m; i += Tile::MR)
-    grid_row_block<Tile, Tile::MR>(A + i * lda, lda, B, ldb, C + i * ldc, ldc, n, depth);
-  grid_row_tail<Tile>(m - i, A + i * lda, lda, B, ldb, C + i * ldc, ldc, n, depth);
-}
+using tiling::gemm_grid;
 
 // --- f32 GEMM -------------------------------------------------------------
 // Dot-product micro-kernel with MR*NR zmm accumulators along k, reduced once
