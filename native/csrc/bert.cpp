@@ -3,6 +3,7 @@
 //   x = LN(x + Wo * attention(Wq x, Wk x, Wv x))
 //   x = LN(x + W2 * gelu(W1 x))
 // then mean or CLS pooling. Read top to bottom: load, then forward.
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -47,7 +48,7 @@ class Bert final : public Encoder {
   std::vector<BertLayer> layers_;
   std::vector<std::vector<float>> converted_;  // 1-D tensors stored as F16 in some files
   // Activations, reused across calls.
-  std::vector<float> x_, qkv_, ctx_, tmp_, ff_, row_;
+  std::vector<float> x_, qkv_, ctx_, tmp_, ff_;
 };
 
 const float* Bert::vec(const GGUFFile& f, const std::string& name, size_t n) {
@@ -176,21 +177,11 @@ void Bert::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs, f
     });
   }
 
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    float* o = out + s * h;
+  rt.pool.parallel_for(seqs.size(), [&](size_t s, int) {
     const float* xs = x_.data() + start[s] * h;
-    const size_t len = start[s + 1] - start[s];
-    if (pooling_ == Pooling::CLS) {
-      for (size_t c = 0; c < h; ++c) o[c] = xs[c];
-      continue;
-    }
-    // Accumulate in double: long sequences average hundreds of rows.
-    row_.assign(h, 0.0f);
-    std::vector<double> acc(h, 0.0);
-    for (size_t i = 0; i < len; ++i)
-      for (size_t c = 0; c < h; ++c) acc[c] += xs[i * h + c];
-    for (size_t c = 0; c < h; ++c) o[c] = (float)(acc[c] / (double)len);
-  }
+    if (pooling_ == Pooling::CLS) std::copy(xs, xs + h, out + s * h);
+    else mean_rows(xs, start[s + 1] - start[s], h, out + s * h);
+  });
 }
 
 }  // namespace

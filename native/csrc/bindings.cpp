@@ -202,6 +202,6 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("kernels", [](const Model& self) { return std::string(self.kernels_name()); })
       .def_property_readonly("prompts", &Model::prompts)
       .def_property_readonly("dims_allowed", &Model::dims_allowed)
-      .def_property_readonly("vocab_size", [](const Model& self) { return self.file().get_string_array("tokenizer.ggml.tokens").size(); })
+      .def_property_readonly("vocab_size", &Model::vocab_size)
       .def_property_readonly("info", &Model::info);
 }

@@ -39,7 +39,7 @@ class Gemma3 final : public Encoder {
     w.t = &f.tensor(name, (int64_t)in, (int64_t)out);
     return w;
   }
-  void rope(float* x, size_t ld, size_t n_heads, size_t pos, const std::vector<float>& inv_freq) const;
+  void rope(float* x, size_t n_heads, size_t pos, const std::vector<float>& inv_freq) const;
 
   std::string arch_;
   size_t hidden_, n_layer_, n_head_, n_head_kv_, head_dim_, n_ff_, n_ctx_, n_vocab_, window_;
@@ -135,7 +135,7 @@ Gemma3::Gemma3(const GGUFFile& f) {
 
 // Rotates pairs (i, i + d/2) of every head by pos * inv_freq[i] (the
 // "rotate_half" / NeoX layout Gemma uses).
-void Gemma3::rope(float* x, size_t ld, size_t n_heads, size_t pos, const std::vector<float>& inv_freq) const {
+void Gemma3::rope(float* x, size_t n_heads, size_t pos, const std::vector<float>& inv_freq) const {
   const size_t half = head_dim_ / 2;
   for (size_t i = 0; i < half; ++i) {
     const float ang = (float)pos * inv_freq[i];
@@ -147,7 +147,6 @@ void Gemma3::rope(float* x, size_t ld, size_t n_heads, size_t pos, const std::ve
       v[i + half] = b * c + a * s;
     }
   }
-  (void)ld;
 }
 
 void Gemma3::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs, float* out) {
@@ -165,16 +164,15 @@ void Gemma3::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs,
 
   // Token embeddings scaled by sqrt(hidden), rounded to f32 as the reference does.
   const float emb_scale = (float)std::sqrt((double)H);
-  rt.pool.parallel_for(T, [&](size_t i, int) {
-    size_t s = 0;
-    while (start[s + 1] <= i) ++s;
-    float* x = x_.data() + i * H;
-    weight_row_to_f32(rt.k, *tok_embd_, (size_t)seqs[s][i - start[s]], x);
-    scale_inplace(x, emb_scale, H);
-  });
   std::vector<size_t> pos(T);
-  for (size_t s = 0; s < seqs.size(); ++s)
-    for (size_t i = start[s]; i < start[s + 1]; ++i) pos[i] = i - start[s];
+  rt.pool.parallel_for(seqs.size(), [&](size_t s, int) {
+    for (size_t i = start[s]; i < start[s + 1]; ++i) {
+      float* x = x_.data() + i * H;
+      weight_row_to_f32(rt.k, *tok_embd_, (size_t)seqs[s][i - start[s]], x);
+      scale_inplace(x, emb_scale, H);
+      pos[i] = i - start[s];
+    }
+  });
 
   AttentionShape as;
   as.n_head = n_head_;
@@ -198,8 +196,8 @@ void Gemma3::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs,
       float* k = k_.data() + i * kvdim;
       for (size_t hd = 0; hd < n_head_; ++hd) rms_norm(q + hd * head_dim_, head_dim_, L.q_norm, eps_, 0.0f);
       for (size_t hd = 0; hd < n_head_kv_; ++hd) rms_norm(k + hd * head_dim_, head_dim_, L.k_norm, eps_, 0.0f);
-      rope(q, qdim, n_head_, pos[i], inv_freq);
-      rope(k, kvdim, n_head_kv_, pos[i], inv_freq);
+      rope(q, n_head_, pos[i], inv_freq);
+      rope(k, n_head_kv_, pos[i], inv_freq);
     });
     // The file keeps the model card's window (512); attention is symmetric
     // with half of it on each side (|i - j| <= 256), as the reference computes.
@@ -233,16 +231,10 @@ void Gemma3::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs,
   // Final norm, then mean pooling over every token (prompt included, as
   // sentence-transformers does for this model).
   const size_t S = seqs.size();
-  pooled_.assign(S * H, 0.0f);
+  pooled_.resize(S * H);
   rt.pool.parallel_for(S, [&](size_t s, int) {
-    std::vector<double> acc(H, 0.0);
-    for (size_t i = start[s]; i < start[s + 1]; ++i) {
-      float* x = x_.data() + i * H;
-      rms_norm(x, H, out_norm_, eps_, 0.0f);
-      for (size_t c = 0; c < H; ++c) acc[c] += x[c];
-    }
-    const double n = (double)(start[s + 1] - start[s]);
-    for (size_t c = 0; c < H; ++c) pooled_[s * H + c] = (float)(acc[c] / n);
+    for (size_t i = start[s]; i < start[s + 1]; ++i) rms_norm(x_.data() + i * H, H, out_norm_, eps_, 0.0f);
+    mean_rows(x_.data() + start[s] * H, start[s + 1] - start[s], H, pooled_.data() + s * H);
   });
   if (!dense2_.t) {
     std::copy(pooled_.begin(), pooled_.end(), out);

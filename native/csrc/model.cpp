@@ -40,6 +40,7 @@ Model::Model(const std::string& path, const ModelOptions& opts) : opts_(opts) {
   arch_ = f.get_string("general.architecture");
   const std::vector<std::string> tokens = f.get_string_array("tokenizer.ggml.tokens");
   if (tokens.empty()) throw GGUFError("the model's vocabulary is empty");
+  vocab_size_ = tokens.size();
   const std::string tok_model = f.get_string("tokenizer.ggml.model", "");
 
   if (arch_ == "bert") {

@@ -65,6 +65,7 @@ class Model {
   const std::vector<std::pair<std::string, std::string>>& prompts() const { return prompts_; }
   const std::vector<int64_t>& dims_allowed() const { return dims_allowed_; }
   int threads() const { return rt_->pool.size(); }
+  size_t vocab_size() const { return vocab_size_; }
   const char* kernels_name() const { return rt_->k.name; }
 
  private:
@@ -78,6 +79,7 @@ class Model {
   std::mutex compute_mu_;
   ModelOptions opts_;
   int64_t max_tokens_ = 512;
+  size_t vocab_size_ = 0;
   int32_t bos_ = -1, eos_ = -1;  // [CLS]/[SEP] for BERT, <bos>/<eos> for Gemma
   bool add_bos_ = true, add_eos_ = true;
   bool normalize_default_ = true;

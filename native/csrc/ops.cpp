@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 // The element-wise loops below are written branch-free so the compiler
 // vectorizes them; on x86 each is cloned for AVX-512, AVX2+FMA and the
@@ -123,6 +124,13 @@ void add_inplace(float* y, const float* x, size_t n) {
 EMBEDQ_CLONES
 void scale_inplace(float* y, float s, size_t n) {
   for (size_t i = 0; i < n; ++i) y[i] *= s;
+}
+
+void mean_rows(const float* x, size_t rows, size_t n, float* out) {
+  std::vector<double> acc(n, 0.0);
+  for (size_t r = 0; r < rows; ++r)
+    for (size_t c = 0; c < n; ++c) acc[c] += x[r * n + c];
+  for (size_t c = 0; c < n; ++c) out[c] = (float)(acc[c] / (double)rows);
 }
 
 float l2_normalize(float* x, size_t n) {

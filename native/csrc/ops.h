@@ -19,6 +19,9 @@ void gelu_tanh(float* x, size_t n);
 void softmax(float* x, size_t n);
 void add_inplace(float* y, const float* x, size_t n);
 void scale_inplace(float* y, float s, size_t n);
+// out = mean of `rows` rows of length n (row stride n), accumulated in double
+// because long sequences average hundreds of rows.
+void mean_rows(const float* x, size_t rows, size_t n, float* out);
 // Returns the L2 norm before scaling; rows with zero norm stay zero.
 float l2_normalize(float* x, size_t n);
 
