@@ -18,11 +18,9 @@ cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBEDQ_SANITIZE=ON 
 cmake --build build/asan -j"$(nproc)"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build/asan --output-on-failure
 
-# The compose file is validated by tests/test_service_deploy.py; it needs a
-# compose client (no engine). Debian ships docker-compose 1.x.
-if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
-  (apt-get update -qq && apt-get install -y -qq docker-compose) >/dev/null 2>&1 || echo "warning: no compose client"
-fi
+# tests/test_service_deploy.py validates docker/compose.yaml with `docker compose config`
+# (Compose v2; no engine needed).
+bash scripts/compose_cli.sh
 
 echo "== models"
 "$PY" -m worker.cli models pull all-MiniLM-L6-v2 --type f32

@@ -1,7 +1,8 @@
-"""The deployment files parse: docker/compose.yaml (with whichever compose CLI this machine has),
+"""The deployment files parse: docker/compose.yaml (with `docker compose config`, Compose v2),
 the Procfile (honcho), and the Dockerfile's stages and build inputs exist."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,17 +15,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def compose_cli() -> list[str] | None:
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
+    """Compose v2: the docker CLI plugin, or the same binary on its own (scripts/compose_cli.sh)."""
+    plugin = Path.home() / ".docker" / "cli-plugins" / "docker-compose"
+    if shutil.which("docker"):
+        out = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+        if out.returncode == 0 and re.search(r"version v?2\.", out.stdout):
+            return ["docker", "compose"]
+    if plugin.exists():
+        return [str(plugin)]
     return None
 
 
 def test_compose_file_validates():
     cli = compose_cli()
     if cli is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+        if os.environ.get("CI"):
+            pytest.fail("no Compose v2 client; scripts/compose_cli.sh installs one")
+        pytest.skip("no Compose v2 client (run scripts/compose_cli.sh)")
     out = subprocess.run([*cli, "-f", str(ROOT / "docker" / "compose.yaml"), "config"], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
