@@ -91,3 +91,28 @@ def test_readme_demo_runs_on_embedded_parts(minilm_gguf, tmp_path):
     assert out.stdout.count("2 x 384 float32") == 4
     nearest = out.stdout.split("nearest to")[1].splitlines()[1]
     assert "Kittens love to nap in sunny spots." in nearest or "cat" in nearest
+
+
+def test_embedded_broker_polls_fast_and_round_trips(tmp_path):
+    """The embedded broker is kombu's SQLAlchemy transport with a short poll (a job used to wait up
+    to the default 1 s poll before a worker saw it); a message published on it comes back."""
+    from celery import Celery
+    from kombu import Queue
+
+    from schemas.settings import Settings
+    from worker.app import celery_config
+    from worker.embedded_broker import POLLING_INTERVAL_S
+
+    cfg = celery_config(Settings(home=tmp_path, broker_url=f"sqla+sqlite:///{tmp_path / 'b.sqlite'}"))
+    assert cfg["broker_url"] == f"sqlite:///{tmp_path / 'b.sqlite'}"
+    app = Celery("embedded-check")
+    app.conf.update(cfg)
+    with app.connection_for_write() as conn:
+        assert conn.transport.polling_interval == POLLING_INTERVAL_S <= 0.1
+        queue = Queue("probe", routing_key="probe")
+        with conn.Producer() as producer:
+            producer.publish({"n": 1}, routing_key="probe", declare=[queue], serializer="json")
+        got = []
+        with conn.Consumer(queue, callbacks=[lambda body, msg: (got.append(body), msg.ack())], accept=["json"]):
+            conn.drain_events(timeout=5)
+        assert got == [{"n": 1}]

@@ -32,12 +32,18 @@ def celery_config(s: Settings) -> dict:
     if broker.startswith(("redis://", "rediss://")):
         sweep = max(1, min(10, int(s.visibility_timeout_s // 4)))
         transport.update(unacked_restore_interval=sweep, unacked_restore_throttle=1)
-    elif broker.startswith("sqla+"):
-        # kombu's SQLAlchemy transport hands every transport option to create_engine(), which
-        # rejects them; it has no visibility timeout anyway (unacked messages are restored when a
-        # worker shuts down). It polls once a second when idle.
+    # Always set: configure() may switch a process from the embedded broker to another.
+    extra: dict = {"broker_transport": None}
+    if broker.startswith("sqla+"):
+        # The embedded broker (worker/embedded_broker.py): kombu's SQLAlchemy transport, polled
+        # faster. That transport hands every option to create_engine(), which rejects them, and it
+        # has no visibility timeout anyway (unacked messages are restored when a worker shuts
+        # down). Naming the transport class takes the URL without its "sqla+" prefix.
         transport = {}
+        broker = broker.removeprefix("sqla+")
+        extra["broker_transport"] = "worker.embedded_broker:Transport"
     return dict(
+        **extra,
         broker_url=broker,
         result_backend=s.results(),
         broker_transport_options=transport,
