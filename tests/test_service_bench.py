@@ -1,11 +1,12 @@
 """`embedq bench service`: its BENCHMARKS.md section handling, and a small real run through Redis."""
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
-from worker.bench_service import END, START, parse_sizes, write_section
+from worker.bench_service import END, START, cpu_budget_ms, parse_sizes, write_section
 
 
 def test_section_is_replaced_in_place_and_other_sections_survive(tmp_path):
@@ -26,6 +27,13 @@ def test_job_sizes_are_checked():
             parse_sizes(bad)
 
 
+def test_cpu_budget_per_job_at_a_fraction_of_raw():
+    # 300 texts/s raw on 2 cores: at 90%, 270 one-text jobs/s share 10% of 2 cores.
+    assert cpu_budget_ms(300.0, 1, 2, 0.9) == pytest.approx(1000 * 0.2 / 270)
+    assert cpu_budget_ms(300.0, 16, 2, 0.9) == pytest.approx(16 * cpu_budget_ms(300.0, 1, 2, 0.9))
+    assert cpu_budget_ms(300.0, 4, 2, 1.0) == 0.0
+
+
 @pytest.mark.service
 def test_small_benchmark_run_writes_its_section(redis_url, minilm_gguf, tmp_path, monkeypatch):
     from worker.cli import main
@@ -37,9 +45,16 @@ def test_small_benchmark_run_writes_its_section(redis_url, minilm_gguf, tmp_path
                "--output", str(out)])
     assert rc == 0
     text = out.read_text()
-    row = re.search(r"^\| 4 \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)% \|$", text, flags=re.M)
+    num = r"([\d.]+)"
+    row = re.search(rf"^\| 4 \| {num} \| {num} \| {num} \| {num}% \| {num} \| {num} \| {num} \|$", text, flags=re.M)
     assert row, text
-    raw, jobs_s, texts_s, pct = map(float, row.groups())
+    raw, jobs_s, texts_s, pct, worker_ms, client_ms, budget_ms = map(float, row.groups())
     assert raw > 0 and jobs_s > 0 and abs(texts_s - 4 * jobs_s) < 0.2 and abs(pct - 100 * texts_s / raw) < 0.2
+    # The worker's CPU per job includes its share of the forward passes; the client's is its own work.
+    assert worker_ms > 0 and client_ms > 0
+    assert budget_ms == pytest.approx(cpu_budget_ms(raw, 4, os.cpu_count(), 0.9), abs=0.01, rel=0.01)
+    noop = re.search(rf"^\| no-op `embedq.ping` \| \| {num} \| \| \| {num} \| {num} \| \|$", text, flags=re.M)
+    assert noop, text
+    assert float(noop.group(1)) > 0
     for load in ("| 50% |", "| 90% |"):
         assert load in text

@@ -50,3 +50,11 @@ def embed(self, texts, model=None, prompt_name=None, dims=None, normalize=True):
                 pass  # the database is what is failing; Celery's own FAILURE state still records it
             raise JobFailed(reason) from e
         raise self.retry(exc=e, countdown=min(60, 2 ** (self.request.retries + 1))) from e
+
+
+@app.task(bind=True, name="embedq.ping", acks_late=True)
+def ping(self, payload=None):
+    """A job that computes and stores nothing: the broker, worker, event and result round trip alone,
+    with the same settings as `embed`. `embedq bench service` measures Celery's own per-job cost
+    with it; it also serves as a health check (`ping.delay().get(timeout=5)`)."""
+    return dict(job_id=self.request.id, status="pong", worker=self.request.hostname, payload=payload)
