@@ -4,6 +4,7 @@ nearest-neighbour search against a brute-force reference."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -300,6 +301,31 @@ def test_group_writer_replays_a_failing_request_alone(db_url):
         storage.get_job("bad", url=db_url)
     with pytest.raises(RuntimeError, match="shut down"):
         writer.claim("late", model="m", prompt_name=None, dims=None, normalize=True, count=1, worker="w")
+
+
+def test_group_writer_lingers_only_while_requests_arrive_close_together(db_url):
+    storage.upgrade(db_url)
+    writer = storage.GroupWriter(db_url, linger_ms=300)
+
+    def save(job_id):
+        return writer.save(job_id, texts=["t"], hashes=[f"h-{job_id}"], vectors=np.ones((1, 4), np.float32),
+                           model="m", batch_ids=[], metrics=metrics)
+
+    assert save("lone")  # no earlier request: written at once, in a group of its own
+    assert writer.groups == 1
+    time.sleep(0.35)
+    # Ten requests 10 ms apart: after the first, each arrives within the linger of the one before,
+    # so the writer waits for company instead of committing them one by one.
+    threads = []
+    for i in range(10):
+        threads.append(threading.Thread(target=save, args=(f"burst{i}",)))
+        threads[-1].start()
+        time.sleep(0.01)
+    for t in threads:
+        t.join(60)
+    writer.close()
+    assert 2 <= writer.groups <= 4, writer.groups
+    assert storage.get_job("burst9", url=db_url)["status"] == "done"
 
 
 def test_migrations_and_models_describe_the_same_schema(db_url):
