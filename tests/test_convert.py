@@ -23,6 +23,7 @@ from gguf import GGMLQuantizationType as QT
 from gguf import GGUFReader
 
 from native import convert as conv
+from native.convert import quantize
 
 PHANTOM = "\u2581"
 
@@ -257,7 +258,7 @@ def test_parse_keep():
 
 def test_failed_conversion_leaves_no_file(minilm_dir, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = conv._encode
+    real = quantize.encode
 
     def failing(data, qtype):
         calls["n"] += 1
@@ -265,7 +266,7 @@ def test_failed_conversion_leaves_no_file(minilm_dir, tmp_path, monkeypatch):
             raise RuntimeError("disk full (simulated)")
         return real(data, qtype)
 
-    monkeypatch.setattr(conv, "_encode", failing)
+    monkeypatch.setattr(conv, "encode", failing)  # the name convert() writes with
     with pytest.raises(RuntimeError, match="simulated"):
         conv.convert(minilm_dir, tmp_path / "out.gguf", progress=False)
     assert list(tmp_path.iterdir()) == []  # neither the target nor a .part file

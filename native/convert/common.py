@@ -1,0 +1,252 @@
+"""What every architecture's converter uses: the error type, a small safetensors reader, the
+plan of a GGUF file (tensors and key/values), and the sentence-transformers and special-token keys."""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gguf
+import numpy as np
+from gguf import GGMLQuantizationType as QT
+
+FORMAT_VERSION = 1
+
+# llama.cpp knows these keys but the gguf package on PyPI has no helper for them.
+_KEY_CLS_ID = "tokenizer.ggml.cls_token_id"
+KEY_LOWERCASE = "tokenizer.ggml.normalizer.lowercase"
+KEY_STRIP_ACCENTS = "tokenizer.ggml.normalizer.strip_accents"
+
+# Matryoshka sizes are a training-time fact that the model folder does not
+# record in machine-readable form (only the model card mentions them).
+_MATRYOSHKA_DIMS = {"gemma-embedding": [768, 512, 256, 128]}
+
+
+class ConversionError(ValueError):
+    """The model folder cannot be converted (missing files, unsupported model, bad option)."""
+
+
+_ST_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": np.uint16,  # widened to f32 by hand: numpy has no bfloat16
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+
+
+@dataclass
+class _StEntry:
+    path: Path
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+
+def read_safetensors_index(path: Path) -> dict[str, _StEntry]:
+    """Header of one .safetensors file: name -> where its bytes lie.
+
+    Parsing the header ourselves lets us memory-map the data (no copy of a 1.2 GB
+    file into RAM) and read bfloat16 without torch.
+    """
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+    except (OSError, struct.error, json.JSONDecodeError) as e:
+        raise ConversionError(f"{path}: not a readable safetensors file ({e})") from e
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] not in _ST_DTYPES:
+            raise ConversionError(f"{path}: tensor {name} has unsupported dtype {info['dtype']}")
+        b, e = info["data_offsets"]
+        out[name] = _StEntry(path, info["dtype"], tuple(info["shape"]), base + b, base + e)
+    return out
+
+
+def load_safetensor(entry: _StEntry) -> np.ndarray:
+    """Tensor as a float32 array (a read-only memory map when already float32)."""
+    dt = np.dtype(_ST_DTYPES[entry.dtype]).newbyteorder("<")
+    count = (entry.end - entry.start) // dt.itemsize
+    arr = np.memmap(entry.path, dtype=dt, mode="r", offset=entry.start, shape=(count,))
+    arr = arr.reshape(entry.shape)
+    if entry.dtype == "BF16":
+        return (arr.astype(np.uint32) << 16).view(np.float32)
+    if entry.dtype != "F32":
+        return arr.astype(np.float32)
+    return arr
+
+
+def model_weight_files(model_dir: Path) -> list[Path]:
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return [model_dir / f for f in sorted(set(weight_map.values()))]
+    single = model_dir / "model.safetensors"
+    if single.is_file():
+        return [single]
+    if (model_dir / "pytorch_model.bin").is_file():
+        raise ConversionError(f"{model_dir}: only safetensors weights are supported (found pytorch_model.bin)")
+    raise ConversionError(f"{model_dir}: no model.safetensors found")
+
+
+@dataclass
+class TensorPlan:
+    name: str
+    shape: tuple[int, ...]  # numpy order (rows, cols); the writer reverses it for ggml
+    load: Callable[[], np.ndarray]
+    qtype: QT = QT.F32
+
+
+@dataclass
+class ModelPlan:
+    arch: str
+    tensors: list[TensorPlan] = field(default_factory=list)
+    # (method or key, value, explicit gguf type or None); applied in order
+    kv: list[tuple[str, object, object]] = field(default_factory=list)
+    n_embd: int = 0
+
+    def put(self, key: str, value, vtype=None) -> None:
+        self.kv.append((key, value, vtype))
+
+
+def read_json(path: Path, required: bool = True) -> dict:
+    if not path.is_file():
+        if required:
+            raise ConversionError(f"missing {path.name} in {path.parent}")
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConversionError(f"{path}: invalid JSON ({e})") from e
+
+
+def st_modules(model_dir: Path) -> list[dict]:
+    mods = read_json(model_dir / "modules.json", required=False)
+    return mods if isinstance(mods, list) else []
+
+
+def _pooling_type(model_dir: Path, mods: list[dict]) -> tuple[gguf.PoolingType, bool]:
+    """(gguf pooling type, include_prompt) from the Pooling module's config."""
+    pool = next((m for m in mods if m.get("type", "").endswith("Pooling")), None)
+    if pool is None:
+        raise ConversionError(f"{model_dir}: modules.json has no Pooling module; not a sentence-transformers folder?")
+    cfg = read_json(model_dir / pool.get("path", "") / "config.json")
+    if cfg.get("pooling_mode_mean_tokens"):
+        kind = gguf.PoolingType.MEAN
+    elif cfg.get("pooling_mode_cls_token"):
+        kind = gguf.PoolingType.CLS
+    elif cfg.get("pooling_mode_lasttoken"):
+        kind = gguf.PoolingType.LAST
+    else:
+        raise ConversionError(f"{model_dir}: only mean, CLS and last-token pooling are supported ({cfg})")
+    return kind, bool(cfg.get("include_prompt", True))
+
+
+def sentence_transformers_keys(m: ModelPlan, model_dir: Path, cfg: dict, tok_lowercase: bool) -> None:
+    mods = st_modules(model_dir)
+    pooling, include_prompt = _pooling_type(model_dir, mods)
+    m.put("add_pooling_type", pooling)
+
+    st = read_json(model_dir / "sentence_bert_config.json", required=False)
+    max_seq = st.get("max_seq_length") or cfg.get("max_position_embeddings")
+    m.put("embedq.format_version", FORMAT_VERSION, gguf.GGUFValueType.UINT32)
+    m.put("embedq.max_seq_length", int(max_seq), gguf.GGUFValueType.UINT32)
+    # sentence-transformers lowercases before the tokenizer when its own flag is
+    # set; the tokenizer may lowercase too. Either way the runtime must lowercase.
+    m.put("embedq.do_lower_case", bool(st.get("do_lower_case")) or tok_lowercase, gguf.GGUFValueType.BOOL)
+    m.put("embedq.normalize", any(x.get("type", "").endswith("Normalize") for x in mods), gguf.GGUFValueType.BOOL)
+    m.put("embedq.pooling_include_prompt", include_prompt, gguf.GGUFValueType.BOOL)
+    act = cfg.get("hidden_activation") or cfg.get("hidden_act")
+    if act:
+        m.put("embedq.hidden_act", str(act), gguf.GGUFValueType.STRING)
+
+    stc = read_json(model_dir / "config_sentence_transformers.json", required=False)
+    prompts = stc.get("prompts") or {}
+    if prompts:
+        names = list(prompts)
+        m.put("embedq.prompt_names", names, gguf.GGUFValueType.STRING)
+        m.put("embedq.prompt_texts", [prompts[n] for n in names], gguf.GGUFValueType.STRING)
+    if stc.get("default_prompt_name"):
+        m.put("embedq.default_prompt_name", str(stc["default_prompt_name"]), gguf.GGUFValueType.STRING)
+    dims = _MATRYOSHKA_DIMS.get(m.arch, [m.n_embd])
+    m.put("embedq.dims_allowed", [int(d) for d in dims], gguf.GGUFValueType.UINT32)
+
+
+def _token_content(tok) -> str | None:
+    if isinstance(tok, dict):
+        return tok.get("content")
+    return tok
+
+
+def _template_specials(tokenizer_json: dict) -> tuple[str | None, str | None]:
+    """Leading and trailing special token of the single-sequence template.
+
+    This is what the HF tokenizer (and so sentence-transformers) wraps every
+    text with, e.g. [CLS] ... [SEP] or <bos> ... <eos>.
+    """
+    pp = tokenizer_json.get("post_processor") or {}
+    for proc in pp.get("processors", [pp]):
+        kind = proc.get("type")
+        if kind in ("RobertaProcessing", "BertProcessing"):
+            return proc["cls"][0], proc["sep"][0]
+        if kind == "TemplateProcessing":
+            single = proc.get("single", [])
+            first = single[0].get("SpecialToken", {}).get("id") if single else None
+            last = single[-1].get("SpecialToken", {}).get("id") if len(single) > 1 else None
+            return first, last
+    return None, None
+
+
+def special_tokens(m: ModelPlan, model_dir: Path, token_id: Callable[[str], int | None],
+                    tokenizer_json: dict, bert_style: bool) -> None:
+    tcfg = read_json(model_dir / "tokenizer_config.json", required=False)
+    smap = read_json(model_dir / "special_tokens_map.json", required=False)
+
+    def lookup(kind: str) -> int | None:
+        text = _token_content(tcfg.get(f"{kind}_token")) or _token_content(smap.get(f"{kind}_token"))
+        return token_id(text) if text else None
+
+    ids = {k: lookup(k) for k in ("bos", "eos", "unk", "sep", "pad", "cls", "mask")}
+    first, last = _template_specials(tokenizer_json)
+    if bert_style:
+        # llama.cpp's BERT path treats [CLS] as BOS and [SEP] as EOS.
+        ids["bos"] = ids["bos"] if ids["bos"] is not None else ids["cls"]
+        ids["eos"] = ids["eos"] if ids["eos"] is not None else ids["sep"]
+    add_bos = tcfg.get("add_bos_token")
+    add_eos = tcfg.get("add_eos_token")
+    if add_bos is None:
+        add_bos = first is not None and token_id(first) == ids["bos"]
+    if add_eos is None:
+        add_eos = last is not None and token_id(last) == ids["eos"]
+
+    setters = {"bos": "add_bos_token_id", "eos": "add_eos_token_id", "unk": "add_unk_token_id",
+               "sep": "add_sep_token_id", "pad": "add_pad_token_id", "mask": "add_mask_token_id"}
+    for kind, method in setters.items():
+        if ids[kind] is not None:
+            m.put(method, ids[kind])
+    if ids["cls"] is not None:
+        m.put(_KEY_CLS_ID, ids["cls"], gguf.GGUFValueType.UINT32)
+    m.put("add_add_bos_token", bool(add_bos))
+    m.put("add_add_eos_token", bool(add_eos))
+    # We only ever embed single sequences; a pair separator is never inserted.
+    m.put("add_add_sep_token", False)
+
+
+def looks_special(text: str) -> bool:
+    # Mirrors the rule llama.cpp applies to added tokens that are not flagged special.
+    return (text in ("<pad>", "<mask>", "<2mass>", "[@BOS@]")
+            or (text.startswith("<|") and text.endswith("|>"))
+            or (text.startswith("<unused") and text.endswith(">")))
