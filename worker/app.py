@@ -32,8 +32,7 @@ def celery_config(s: Settings) -> dict:
     if broker.startswith(("redis://", "rediss://")):
         sweep = max(1, min(10, int(s.visibility_timeout_s // 4)))
         transport.update(unacked_restore_interval=sweep, unacked_restore_throttle=1)
-    # Always set: configure() may switch a process from the embedded broker to another.
-    extra: dict = {"broker_transport": None}
+    transport_class = None  # kombu picks it from the URL's scheme
     if broker.startswith("sqla+"):
         # The embedded broker (worker/embedded_broker.py): kombu's SQLAlchemy transport, polled
         # faster. That transport hands every option to create_engine(), which rejects them, and it
@@ -41,9 +40,10 @@ def celery_config(s: Settings) -> dict:
         # down). Naming the transport class takes the URL without its "sqla+" prefix.
         transport = {}
         broker = broker.removeprefix("sqla+")
-        extra["broker_transport"] = "worker.embedded_broker:Transport"
+        transport_class = "worker.embedded_broker:Transport"
     return dict(
-        **extra,
+        # Always set, also to None: configure() may switch a process from the embedded broker.
+        broker_transport=transport_class,
         broker_url=broker,
         result_backend=s.results(),
         broker_transport_options=transport,
