@@ -1,13 +1,17 @@
 """Persistence for jobs, vectors and latency metrics (SQLAlchemy 2.0; SQLite or PostgreSQL+pgvector).
 
-Public API: get_vectors, get_metrics, get_job, nearest. The database is `EMBEDQ_DATABASE_URL`
-unless a `url=` is given; it is migrated to the latest schema on first use in a process.
+Tables only: storage knows no model and calls back into no caller. Open a database once and pass it:
+
+    db = storage.connect()                  # EMBEDQ_DATABASE_URL (or connect(url)); migrated once
+    storage.get_vectors(db, job_id)         # also get_job, get_metrics, get_texts
+    storage.nearest(db, vector, model, k=5) # a text query is embedded by the service: worker.search
 """
 from .content_hash import content_hash
-from .engine import StorageError, dispose_all, get_engine
+from .database import Database, connect, dispose_all
+from .engine import StorageError
 from .group_writer import GroupWriter
-from .jobs import Claim, cached_vectors, claim_job, mark_failed, save_result
-from .migrate import upgrade
+from .migrate import current_revision, head_revision, upgrade
+from .models import LATENCY_FIELDS
 from .queries import (
                       JobNotDone,
                       JobNotFound,
@@ -19,11 +23,14 @@ from .queries import (
                       get_vectors,
                       status_counts,
 )
-from .retry import with_retry
+from .retry import is_transient, with_retry
 from .search import nearest
+from .writes import Claim, ClaimRequest, SaveRequest, cached_vectors, claim, mark_failed, save
 
 __all__ = [
+    "Database", "connect", "dispose_all", "StorageError", "upgrade", "current_revision", "head_revision",
     "get_vectors", "get_metrics", "get_job", "get_texts", "nearest", "all_metrics", "status_counts", "failed_jobs",
-    "JobNotFound", "JobNotDone", "StorageError", "claim_job", "cached_vectors", "save_result",
-    "mark_failed", "Claim", "GroupWriter", "content_hash", "with_retry", "upgrade", "get_engine", "dispose_all",
+    "JobNotFound", "JobNotDone", "LATENCY_FIELDS",
+    "Claim", "ClaimRequest", "SaveRequest", "claim", "save", "mark_failed", "cached_vectors", "GroupWriter",
+    "content_hash", "with_retry", "is_transient",
 ]

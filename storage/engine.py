@@ -1,4 +1,4 @@
-"""Engines per database URL, set up for many concurrent writers.
+"""Engines for a database URL, set up for many concurrent writers.
 
 SQLite: WAL so readers never wait for the writer, a busy timeout instead of instant "database is
 locked" errors, and BEGIN IMMEDIATE on the write engine so a transaction takes the write lock up
@@ -10,16 +10,11 @@ without extension loading (pyenv's default) fall back to the pysqlite3 wheel, wh
 from __future__ import annotations
 
 import sqlite3
-import threading
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool, QueuePool
-
-_engines: dict[tuple[str, bool], Engine] = {}
-_lock = threading.Lock()
-
 
 class StorageError(RuntimeError):
     """The database cannot be used as configured."""
@@ -45,25 +40,8 @@ def is_postgres(url: str) -> bool:
     return make_url(url).get_backend_name() == "postgresql"
 
 
-def get_engine(url: str, write: bool = False) -> Engine:
-    """The process-wide engine for `url` (a separate write engine on SQLite, see module doc)."""
-    key = (url, write and is_sqlite(url))
-    with _lock:
-        eng = _engines.get(key)
-        if eng is None:
-            eng = _engines[key] = _create(url, write=key[1])
-        return eng
-
-
-def dispose_all() -> None:
-    """Close every pooled connection (tests, and forked processes that must not share sockets)."""
-    with _lock:
-        for eng in _engines.values():
-            eng.dispose()
-        _engines.clear()
-
-
-def _create(url: str, write: bool) -> Engine:
+def create(url: str, write: bool = False) -> Engine:
+    """A new engine for `url`; `write` gives SQLite's BEGIN IMMEDIATE engine (see above)."""
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         return _sqlite_engine(u, write)

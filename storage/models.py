@@ -17,6 +17,9 @@ JOB_RUNNING = "running"
 JOB_DONE = "done"
 JOB_FAILED = "failed"
 
+# The disjoint latency parts of a job, in milliseconds (worker/job_runner.py says what each covers).
+LATENCY_FIELDS = ("queue_wait_ms", "batch_wait_ms", "tokenize_ms", "forward_ms", "persist_ms", "total_ms")
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -91,11 +94,9 @@ class JobMetrics(Base):
 
     job: Mapped[Job] = relationship(back_populates="metrics")
 
-    LATENCY_FIELDS = ("queue_wait_ms", "batch_wait_ms", "tokenize_ms", "forward_ms", "persist_ms", "total_ms")
-
     def as_dict(self) -> dict:
         return {
-            **{f: getattr(self, f) for f in self.LATENCY_FIELDS},
+            **{f: getattr(self, f) for f in LATENCY_FIELDS},
             "batch_size": self.batch_size, "batch_jobs": self.batch_jobs, "tokens": self.tokens,
             "truncated": self.truncated, "cache_hits": self.cache_hits, "worker": self.worker,
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import func, select
 
-from .database import read_session
+from .database import Database
 from .models import JOB_DONE, Embedding, Job, JobMetrics
 
 
@@ -16,9 +16,9 @@ class JobNotDone(LookupError):
     """The job exists but has no vectors (still running, or failed: the message carries the reason)."""
 
 
-def get_job(job_id: str, url: str | None = None) -> dict:
+def get_job(db: Database, job_id: str) -> dict:
     """A job's row: status, error, model, count, dim, batch_ids, attempts, worker, timestamps."""
-    with read_session(url) as s:
+    with db.session() as s:
         job = s.get(Job, job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id!r} in the database")
@@ -40,9 +40,9 @@ def _require_done(s, job_id: str) -> Job:
     return job
 
 
-def get_vectors(job_id: str, url: str | None = None) -> np.ndarray:
+def get_vectors(db: Database, job_id: str) -> np.ndarray:
     """float32 array (count, dim), rows in the order the texts were given."""
-    with read_session(url) as s:
+    with db.session() as s:
         job = _require_done(s, job_id)
         rows = s.scalars(select(Embedding.vector).where(Embedding.job_id == job_id).order_by(Embedding.idx)).all()
         if len(rows) != job.count:
@@ -50,16 +50,16 @@ def get_vectors(job_id: str, url: str | None = None) -> np.ndarray:
         return np.stack(rows).astype(np.float32, copy=False) if rows else np.zeros((0, job.dim or 0), np.float32)
 
 
-def get_texts(job_id: str, url: str | None = None) -> list[str]:
-    with read_session(url) as s:
+def get_texts(db: Database, job_id: str) -> list[str]:
+    with db.session() as s:
         _require_done(s, job_id)
         return list(s.scalars(select(Embedding.text).where(Embedding.job_id == job_id).order_by(Embedding.idx)))
 
 
-def get_metrics(job_id: str, url: str | None = None) -> dict:
+def get_metrics(db: Database, job_id: str) -> dict:
     """queue_wait_ms, batch_wait_ms, tokenize_ms, forward_ms, persist_ms, total_ms, batch_size, worker,
     and batch_jobs, tokens, truncated, cache_hits."""
-    with read_session(url) as s:
+    with db.session() as s:
         _require_done(s, job_id)
         m = s.get(JobMetrics, job_id)
         if m is None:
@@ -67,22 +67,22 @@ def get_metrics(job_id: str, url: str | None = None) -> dict:
         return m.as_dict()
 
 
-def all_metrics(url: str | None = None) -> list[dict]:
+def all_metrics(db: Database) -> list[dict]:
     """Metrics of every done job, with its job_id, count and batch_ids (for statistics)."""
-    with read_session(url) as s:
+    with db.session() as s:
         rows = s.execute(select(JobMetrics, Job.count, Job.batch_ids).join(Job, Job.id == JobMetrics.job_id)
                          .order_by(JobMetrics.created_at))
         return [{**m.as_dict(), "job_id": m.job_id, "count": count, "batch_ids": list(b or [])}
                 for m, count, b in rows]
 
 
-def status_counts(url: str | None = None) -> dict[str, int]:
-    with read_session(url) as s:
+def status_counts(db: Database) -> dict[str, int]:
+    with db.session() as s:
         return dict(s.execute(select(Job.status, func.count()).group_by(Job.status)).all())
 
 
-def failed_jobs(limit: int = 20, url: str | None = None) -> list[tuple[str, str]]:
-    with read_session(url) as s:
+def failed_jobs(db: Database, limit: int = 20) -> list[tuple[str, str]]:
+    with db.session() as s:
         rows = s.execute(select(Job.id, Job.error).where(Job.status == "failed")
                          .order_by(Job.finished_at.desc()).limit(limit))
         return [(r[0], r[1] or "") for r in rows]

@@ -39,7 +39,7 @@ else:
     if conn is not None:
         _run(conn)
     else:
-        from storage.engine import get_engine
+        from storage.engine import create
 
-        with get_engine(_url(), write=True).begin() as c:
+        with create(_url(), write=True).begin() as c:
             _run(c)
