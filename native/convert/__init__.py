@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-OUT_TYPES = ("f32", "f16", "q8_0")
+OUT_TYPES = tuple(QTYPES)  # the weight types a converted file can have
 _FILE_TYPES = {
     "f32": gguf.LlamaFileType.ALL_F32,
     "f16": gguf.LlamaFileType.MOSTLY_F16,
