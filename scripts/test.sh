@@ -23,9 +23,9 @@ ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build/asan --output-on-failure
 bash scripts/compose_cli.sh
 
 echo "== models"
-"$PY" -m worker.cli models pull all-MiniLM-L6-v2 --type f32
+"$PY" -m embedq models pull all-MiniLM-L6-v2 --type f32
 if [ "${EMBEDQ_SKIP_GEMMA:-0}" != "1" ]; then
-  "$PY" -m worker.cli models pull embeddinggemma-300m --type f32
+  "$PY" -m embedq models pull embeddinggemma-300m --type f32
 fi
 
 echo "== pytest"

@@ -1,8 +1,6 @@
-"""CLI commands of the service: worker, enqueue, job, search, stats, bench service.
+"""Service commands: worker, enqueue, job, search, stats.
 
-worker/cli.py calls `register(subparsers)`; every handler takes the parsed args and returns an
-exit code. `bench service` joins a `bench` command that other modules may also extend (native's
-`bench runtime`), whichever registers first.
+Every handler takes the parsed args and returns an exit code.
 """
 from __future__ import annotations
 
@@ -15,7 +13,7 @@ from schemas.settings import describe as describe_settings
 
 
 def register(subparsers) -> None:
-    from .serve import add_worker_arguments
+    from worker.serve import add_worker_arguments
 
     p = subparsers.add_parser("worker", help="run worker processes (Celery) for the configured broker",
                               description="Run embedq worker processes.\n\nSettings (environment):\n"
@@ -54,23 +52,10 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_stats)
 
-    # worker imports native (never the reverse), so the shared `bench` table lives there.
-    from native.commands import bench_subparsers
-
-    register_bench(bench_subparsers(subparsers))
-
-
-def register_bench(bench_subparsers) -> None:
-    from .bench_service import add_arguments
-
-    p = bench_subparsers.add_parser("service", help="end-to-end throughput and latency through Redis")
-    add_arguments(p)
-    p.set_defaults(func=cmd_bench_service)
-
 
 # -- handlers ---------------------------------------------------------------------------------------
 def cmd_worker(args) -> int:
-    from .serve import run
+    from worker.serve import run
 
     return run(args)
 
@@ -98,7 +83,7 @@ def read_jobs(path: str, per_job: int) -> list[list[str]]:
 
 
 def cmd_enqueue(args) -> int:
-    from .tasks import embed
+    from worker.tasks import embed
 
     try:
         jobs = read_jobs(args.file, args.per_job)
@@ -126,25 +111,28 @@ def cmd_enqueue(args) -> int:
 def cmd_job(args) -> int:
     import storage
 
+    db = storage.connect()
     try:
-        job = storage.get_job(args.job_id)
+        job = storage.get_job(db, args.job_id)
     except storage.JobNotFound as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     out = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in job.items()}
     if job["status"] == "done":
-        out["metrics"] = storage.get_metrics(args.job_id)
+        out["metrics"] = storage.get_metrics(db, args.job_id)
         if args.vectors:
-            out["vectors"] = storage.get_vectors(args.job_id).tolist()
+            out["vectors"] = storage.get_vectors(db, args.job_id).tolist()
     print(json.dumps(out, indent=2))
     return 0 if job["status"] != "failed" else 1
 
 
 def cmd_search(args) -> int:
     import storage
+    from worker.search import nearest_text
 
     try:
-        hits = storage.nearest(args.text, k=args.k, model=args.model, prompt_name=args.prompt_name, dims=args.dims)
+        hits = nearest_text(storage.connect(), args.text, k=args.k, model=args.model, prompt_name=args.prompt_name,
+                            dims=args.dims)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -162,13 +150,14 @@ def cmd_stats(args) -> int:
 
     from . import stats
 
-    metrics = storage.all_metrics()
-    result = stats.compute(metrics, storage.status_counts())
+    db = storage.connect()
+    metrics = storage.all_metrics(db)
+    result = stats.compute(metrics, storage.status_counts(db))
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(stats.format_table(result))
-        failed = storage.failed_jobs(limit=5)
+        failed = storage.failed_jobs(db, limit=5)
         if failed:
             print("\nrecent failures:")
             for job_id, why in failed:
@@ -177,9 +166,3 @@ def cmd_stats(args) -> int:
         path = stats.plot(metrics, args.plot)
         print(f"\nplot: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
-
-
-def cmd_bench_service(args) -> int:
-    from .bench_service import run
-
-    return run(args)

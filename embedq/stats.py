@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-LATENCIES = ("queue_wait_ms", "batch_wait_ms", "tokenize_ms", "forward_ms", "persist_ms", "total_ms")
+from storage import LATENCY_FIELDS as LATENCIES
 COLUMNS = ("mean", "median", "p95", "p99", "std", "min", "max")
 
 

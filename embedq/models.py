@@ -1,8 +1,7 @@
-"""`embedq` subcommands of the native area: convert, models pull|list, embed, bench runtime.
+"""Model commands over the runtime (native): convert, models pull|list, embed.
 
-worker/cli.py calls ``register(subparsers)``; every command's handler takes the
-parsed namespace and returns an exit code. Heavy imports (numpy, gguf, the C++
-runtime) happen inside the handlers so ``embedq --help`` stays fast.
+Every handler takes the parsed namespace and returns an exit code. Heavy imports (numpy, gguf,
+the C++ runtime) happen inside the handlers so ``embedq --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -10,14 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-_OUT_TYPES = ("f32", "f16", "q8_0")
 
 
 def register(subparsers) -> None:
     _register_convert(subparsers)
     _register_models(subparsers)
     _register_embed(subparsers)
-    _register_bench_runtime(subparsers)
 
 
 # --------------------------------------------------------------------------- convert
@@ -29,7 +26,7 @@ def _register_convert(subparsers) -> None:
                     "that both embedq and llama.cpp load. Prints the output path.")
     p.add_argument("model_dir", help="sentence-transformers model folder (config.json, model.safetensors, ...)")
     p.add_argument("out", help="output .gguf path")
-    p.add_argument("--type", dest="out_type", choices=_OUT_TYPES, default="f32",
+    p.add_argument("--type", dest="out_type", default="f32", metavar="TYPE",
                    help="type of 2-D weights (default f32); norms, biases and vectors stay f32")
     p.add_argument("--keep", action="append", default=[], metavar="TENSOR_GLOB=f32|f16",
                    help="store tensors whose GGUF name matches the glob at this type "
@@ -40,7 +37,7 @@ def _register_convert(subparsers) -> None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import ConversionError, convert, parse_keep
+    from native.convert import ConversionError, convert, parse_keep
 
     try:
         keep_f32, keep_f16 = parse_keep(args.keep)
@@ -63,7 +60,7 @@ def _register_models(subparsers) -> None:
 
     pull = sub.add_parser("pull", help="fetch + convert a known model; prints the GGUF path last")
     pull.add_argument("name", help="model name, e.g. all-MiniLM-L6-v2 or embeddinggemma-300m[:q8_0]")
-    pull.add_argument("--type", dest="out_type", choices=_OUT_TYPES, default=None,
+    pull.add_argument("--type", dest="out_type", default=None, metavar="TYPE",
                       help="weight type (default f32, or the :suffix of NAME)")
     pull.add_argument("--no-progress", action="store_true", help="hide progress bars")
     pull.set_defaults(func=_cmd_models_pull)
@@ -73,7 +70,7 @@ def _register_models(subparsers) -> None:
 
 
 def _cmd_models_pull(args: argparse.Namespace) -> int:
-    from . import hub
+    from native import hub
 
     name, suffix = hub.split_name(args.name)
     if suffix and args.out_type and suffix != args.out_type:
@@ -100,7 +97,7 @@ def _human(n: int) -> str:
 
 
 def _cmd_models_list(args: argparse.Namespace) -> int:
-    from . import hub
+    from native import hub
 
     home = hub.embedq_home()
     print(f"cache: {home}")
@@ -162,7 +159,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         print(f"embedq embed: error: cannot read {args.input}: {e}", file=sys.stderr)
         return 2
 
-    from . import GGUFError, Model, hub
+    from native import GGUFError, Model, hub
 
     try:
         model = Model(args.model, threads=args.threads)
@@ -186,31 +183,3 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     print(f"{vectors.shape[0]} x {vectors.shape[1]} vectors -> {args.output}", file=sys.stderr)
     print(args.output)
     return 0
-
-
-# --------------------------------------------------------------------------- bench
-
-def bench_subparsers(subparsers):
-    """The `bench` command's sub-action, created on first use.
-
-    `embedq bench runtime` (here) and `embedq bench service` (worker/commands.py)
-    share one `bench` parent; whichever area registers first creates it and the
-    other reuses it through this function.
-    """
-    parser = subparsers.choices.get("bench")
-    if parser is None:
-        parser = subparsers.add_parser("bench", help="benchmarks",
-                                       description="Benchmarks: runtime (native) and service (worker).")
-        action = parser.add_subparsers(dest="bench_command", metavar="BENCHMARK")
-        action.required = True
-        parser.set_defaults(_embedq_bench_sub=action)
-    return parser.get_default("_embedq_bench_sub")
-
-
-def _register_bench_runtime(subparsers) -> None:
-    from . import bench
-
-    p = bench_subparsers(subparsers).add_parser(
-        "runtime", help="our runtime vs llama.cpp and sentence-transformers")
-    bench.add_arguments(p)
-    p.set_defaults(func=bench.run_cli)

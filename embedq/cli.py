@@ -1,27 +1,23 @@
-"""The `embedq` command: a thin dispatcher over each area's subcommands."""
+"""`embedq COMMAND ...`: the parser and the dispatcher; commands live in models, service, bench."""
 from __future__ import annotations
 
 import argparse
 import sys
+
+from . import bench, models, service
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embedq", description="Queue-driven CPU embedding service")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    # Each area registers its own commands; heavy imports happen inside handlers.
-    from native import commands as native_commands
-
-    native_commands.register(sub)
-    from worker import commands as worker_commands
-
-    worker_commands.register(sub)
+    for area in (models, service, bench):
+        area.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

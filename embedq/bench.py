@@ -1,0 +1,29 @@
+"""`embedq bench runtime|service|accuracy|recipes`: the benchmarks in bench/, each replacing its
+own sections of BENCHMARKS.md in place (bench/report.py)."""
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help="benchmarks (write their sections of BENCHMARKS.md)",
+                                   description="Benchmarks; each replaces its own sections of BENCHMARKS.md.")
+    sub = parser.add_subparsers(dest="bench_command", metavar="BENCHMARK")
+    sub.required = True
+
+    from bench import accuracy, recipes, runtime, service
+
+    p = sub.add_parser("runtime", help="our runtime vs llama.cpp and sentence-transformers")
+    runtime.add_arguments(p)
+    p.set_defaults(func=runtime.run_cli)
+
+    p = sub.add_parser("service", help="end-to-end throughput and latency through Redis")
+    service.add_arguments(p)
+    p.set_defaults(func=service.run)
+
+    p = sub.add_parser("accuracy", help="vectors vs sentence-transformers and token ids vs HF, per model and file "
+                                        "type; also writes bench/results/accuracy.json")
+    accuracy.add_arguments(p)
+    p.set_defaults(func=accuracy.run)
+
+    p = sub.add_parser("recipes", help="EmbeddingGemma Q8_0: per-tensor-group sensitivity and mixed-precision recipes")
+    recipes.add_arguments(p)
+    p.set_defaults(func=recipes.run)
