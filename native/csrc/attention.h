@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "linear.h"
+#include "runtime.h"
 
 namespace embedq {
 

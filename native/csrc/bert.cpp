@@ -8,6 +8,7 @@
 #include <string>
 
 #include "attention.h"
+#include "linear.h"
 #include "model.h"
 #include "ops.h"
 

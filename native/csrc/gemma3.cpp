@@ -9,6 +9,7 @@
 #include <string>
 
 #include "attention.h"
+#include "linear.h"
 #include "model.h"
 #include "ops.h"
 

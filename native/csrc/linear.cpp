@@ -7,15 +7,6 @@
 
 namespace embedq {
 
-Runtime::Runtime(int threads, ActivationMode m, const Kernels& kernels)
-    : pool(threads), k(kernels), mode(m), scratch((size_t)pool.size()) {}
-
-float* Runtime::thread_scratch(int thread, size_t n) {
-  auto& s = scratch[(size_t)thread];
-  if (s.size() < n) s.resize(n);
-  return s.data();
-}
-
 void weight_row_to_f32(const Kernels& k, const TensorView& t, size_t row, float* dst) {
   const size_t n = (size_t)t.ne[0];
   const uint8_t* base = static_cast<const uint8_t*>(t.data) + row * t.row_bytes();

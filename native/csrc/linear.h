@@ -5,30 +5,11 @@
 #include <vector>
 
 #include "gguf.h"
-#include "kernels/kernels.h"
-#include "threadpool.h"
+#include "runtime.h"
 
 namespace embedq {
 
-// How matrix products treat activations when the weights are Q8_0.
-//  F32: weights are dequantized panel by panel into f32 and multiplied with f32
-//       activations: only the weight rounding costs accuracy.
-//  INT8: activations are quantized to Q8_0 blocks and the products use integer
-//       dot products, as llama.cpp does: faster on VNNI-less cores, less accurate.
-enum class ActivationMode { F32, INT8 };
-
 enum class Epilogue { NONE, GELU_ERF, GELU_TANH };
-
-struct Runtime {
-  Runtime(int threads, ActivationMode mode, const Kernels& kernels);
-  ThreadPool pool;
-  const Kernels& k;
-  ActivationMode mode;
-  // Per-thread scratch, grown on demand (one vector per pool thread).
-  std::vector<std::vector<float>> scratch;
-  std::vector<BlockQ8_0> qact;  // quantized activations, shared
-  float* thread_scratch(int thread, size_t n);
-};
 
 // A weight matrix from the file: rows = output features, each row ne[0] = in features.
 struct Weight {

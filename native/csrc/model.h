@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "gguf.h"
-#include "linear.h"
+#include "runtime.h"
 #include "tokenizer.h"
 
 namespace embedq {

@@ -1,0 +1,31 @@
+// The compute context a forward pass runs in: the thread pool, the kernel set
+// chosen for this CPU, how Q8_0 products treat activations, and per-thread
+// scratch space. One per model; used by one forward pass at a time.
+#pragma once
+#include <cstddef>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "threadpool.h"
+
+namespace embedq {
+
+// How matrix products treat activations when the weights are Q8_0.
+//  F32: weights are dequantized panel by panel into f32 and multiplied with f32
+//       activations: only the weight rounding costs accuracy.
+//  INT8: activations are quantized to Q8_0 blocks and the products use integer
+//       dot products, as llama.cpp does: faster on VNNI-less cores, less accurate.
+enum class ActivationMode { F32, INT8 };
+
+struct Runtime {
+  Runtime(int threads, ActivationMode mode, const Kernels& kernels);
+  ThreadPool pool;
+  const Kernels& k;
+  ActivationMode mode;
+  // Per-thread scratch, grown on demand (one vector per pool thread).
+  std::vector<std::vector<float>> scratch;
+  std::vector<BlockQ8_0> qact;  // quantized activations, shared
+  float* thread_scratch(int thread, size_t n);
+};
+
+}  // namespace embedq
