@@ -7,16 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "gguf.h"
 
 using namespace embedq;
-
-static int passed = 0, failed = 0;
-#define CHECK(cond)                                                     \
-  do {                                                                  \
-    if (cond) ++passed;                                                 \
-    else { ++failed; std::printf("FAIL %s:%d %s\n", __FILE__, __LINE__, #cond); } \
-  } while (0)
 
 namespace {
 
@@ -156,6 +150,5 @@ int main() {
   test_valid();
   test_truncations();
   test_mutations();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return report();
 }

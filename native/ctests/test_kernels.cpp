@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,29 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "kernels/kernels.h"
 
 using namespace embedq;
 
 namespace {
-
-int g_passed = 0, g_failed = 0;
-
-void check(bool ok, const char* fmt, ...) {
-  if (ok) {
-    ++g_passed;
-    return;
-  }
-  ++g_failed;
-  if (g_failed <= 50) {  // enough to diagnose, without drowning the summary
-    std::va_list ap;
-    va_start(ap, fmt);
-    std::fputs("FAIL: ", stdout);
-    std::vprintf(fmt, ap);
-    std::fputc('\n', stdout);
-    va_end(ap);
-  }
-}
 
 std::mt19937 rng(12345);
 
@@ -80,7 +62,7 @@ void test_scalar_against_double() {
     }
     const float got = s.dot_f32(a.data(), b.data(), k);
     // The reference sums sequentially, so its error bound is linear in k.
-    check(std::fabs(got - ref) <= 1.2e-7 * (double)(k + 1) * mag, "scalar dot_f32 k=%zu: %g vs %g", k,
+    CHECK_MSG(std::fabs(got - ref) <= 1.2e-7 * (double)(k + 1) * mag, "scalar dot_f32 k=%zu: %g vs %g", k,
           got, ref);
   }
   // The fp16 helpers against values whose encodings are known.
@@ -90,12 +72,12 @@ void test_scalar_against_double() {
       {0x0400, 6.103515625e-05f}, {0x7c00, INFINITY}, {0xfc00, -INFINITY}, {0x3555, 0.333251953125f},
   };
   for (const auto& c : cases) {
-    check(same_float(fp16_to_fp32(c.h), c.f), "fp16_to_fp32(0x%04x)", c.h);
-    check(fp32_to_fp16(c.f) == c.h, "fp32_to_fp16(%g) = 0x%04x, want 0x%04x", c.f, fp32_to_fp16(c.f), c.h);
+    CHECK_MSG(same_float(fp16_to_fp32(c.h), c.f), "fp16_to_fp32(0x%04x)", c.h);
+    CHECK_MSG(fp32_to_fp16(c.f) == c.h, "fp32_to_fp16(%g) = 0x%04x, want 0x%04x", c.f, fp32_to_fp16(c.f), c.h);
   }
-  check(std::isnan(fp16_to_fp32(0x7e00)) && std::isnan(fp16_to_fp32(0xfc01)), "fp16 NaN decodes to NaN");
-  check(fp32_to_fp16(65520.0f) == 0x7c00 && fp32_to_fp16(65519.0f) == 0x7bff, "fp16 overflow boundary");
-  check(fp32_to_fp16(2.98023223876953125e-08f) == 0x0000, "fp16 half of min subnormal rounds to even (0)");
+  CHECK_MSG(std::isnan(fp16_to_fp32(0x7e00)) && std::isnan(fp16_to_fp32(0xfc01)), "fp16 NaN decodes to NaN");
+  CHECK_MSG(fp32_to_fp16(65520.0f) == 0x7c00 && fp32_to_fp16(65519.0f) == 0x7bff, "fp16 overflow boundary");
+  CHECK_MSG(fp32_to_fp16(2.98023223876953125e-08f) == 0x0000, "fp16 half of min subnormal rounds to even (0)");
 
   // Hand-worked Q8_0 block: amax 127 gives d = 1 exactly, so ties are exact.
   std::vector<float> x(32, 0.0f);
@@ -107,7 +89,7 @@ void test_scalar_against_double() {
   x[5] = -127.0f;
   BlockQ8_0 q;
   s.quantize_row_q8_0(x.data(), &q, 32);
-  check(q.d == 0x3c00 && q.qs[0] == 127 && q.qs[1] == -2 && q.qs[2] == 1 && q.qs[3] == 3 && q.qs[4] == 0 &&
+  CHECK_MSG(q.d == 0x3c00 && q.qs[0] == 127 && q.qs[1] == -2 && q.qs[2] == 1 && q.qs[3] == 3 && q.qs[4] == 0 &&
             q.qs[5] == -127 && q.qs[6] == 0,
         "scalar quantize hand block");
   std::vector<float> zeros(64, 0.0f);
@@ -116,7 +98,7 @@ void test_scalar_against_double() {
   s.quantize_row_q8_0(zeros.data(), qz, 64);
   bool all_zero = qz[0].d == 0 && qz[1].d == 0;
   for (int i = 0; i < QK8_0; ++i) all_zero = all_zero && qz[0].qs[i] == 0 && qz[1].qs[i] == 0;
-  check(all_zero, "scalar quantize of zeros gives d = 0, qs = 0");
+  CHECK_MSG(all_zero, "scalar quantize of zeros gives d = 0, qs = 0");
 }
 
 // Each kernel against the scalar reference -----------------------------------
@@ -130,7 +112,7 @@ void test_dot(const Kernels& K) {
     double mag = 0;
     for (size_t i = 0; i < k; ++i) mag += std::fabs((double)a[i] * b[i]);
     const float got = K.dot_f32(a.data(), b.data(), k), ref = R.dot_f32(a.data(), b.data(), k);
-    check(std::fabs((double)got - ref) <= tolerance(mag, k), "%s dot_f32 k=%zu: %.9g vs %.9g", K.name, k, got,
+    CHECK_MSG(std::fabs((double)got - ref) <= tolerance(mag, k), "%s dot_f32 k=%zu: %.9g vs %.9g", K.name, k, got,
           ref);
   }
 }
@@ -150,7 +132,7 @@ void test_f16(const Kernels& K) {
     size_t bad = 0, first = 0;
     for (size_t i = 0; i < all.size(); ++i)
       if (!same_float(got[i], want[i]) && bad++ == 0) first = i;
-    check(bad == 0, "%s %s all 65536 values: %zu differ, first 0x%04zx", K.name, what, bad, first);
+    CHECK_MSG(bad == 0, "%s %s all 65536 values: %zu differ, first 0x%04zx", K.name, what, bad, first);
     // Short rows exercise the tail paths; the sentinel catches writes past n.
     for (size_t n = 1; n <= 19; ++n) {
       std::vector<uint16_t> src(n);
@@ -160,7 +142,7 @@ void test_f16(const Kernels& K) {
       ref(src.data(), w.data(), n);
       bool ok = g[n] == 12345.0f;
       for (size_t i = 0; i < n; ++i) ok = ok && same_float(g[i], w[i]);
-      check(ok, "%s %s n=%zu", K.name, what, n);
+      CHECK_MSG(ok, "%s %s n=%zu", K.name, what, n);
     }
   }
 }
@@ -186,7 +168,7 @@ void test_q8_dequant(const Kernels& K) {
     R.row_to_f32_q8_0(blocks.data(), want.data(), n);
     bool ok = got[n] == 777.0f;
     for (size_t i = 0; i < n; ++i) ok = ok && same_float(got[i], want[i]);
-    check(ok, "%s row_to_f32_q8_0 blocks=%zu", K.name, nb);
+    CHECK_MSG(ok, "%s row_to_f32_q8_0 blocks=%zu", K.name, nb);
   }
 }
 
@@ -224,7 +206,7 @@ void test_quantize(const Kernels& K) {
     size_t bad = 0;
     for (size_t b = 0; b < nb; ++b)
       bad += got[b].d != want[b].d || std::memcmp(got[b].qs, want[b].qs, QK8_0) != 0;
-    check(bad == 0 && got[nb].d == 0x5a5a, "%s quantize_row_q8_0 blocks=%zu: %zu blocks differ", K.name, nb, bad);
+    CHECK_MSG(bad == 0 && got[nb].d == 0x5a5a, "%s quantize_row_q8_0 blocks=%zu: %zu blocks differ", K.name, nb, bad);
   }
 }
 
@@ -253,7 +235,7 @@ void test_gemm_f32(const Kernels& K) {
             ok = std::fabs((double)C[at] - Cr[at]) <= tolerance(mag, k);
             if (!ok) std::printf("  C[%zu,%zu] = %.9g, reference %.9g\n", i, j, C[at], Cr[at]);
           }
-        check(ok, "%s gemm_f32_nt m=%zu n=%zu k=%zu", K.name, m, n, k);
+        CHECK_MSG(ok, "%s gemm_f32_nt m=%zu n=%zu k=%zu", K.name, m, n, k);
       }
 }
 
@@ -311,7 +293,7 @@ void test_gemm_q8(const Kernels& K) {
                  std::fabs((double)Cr[at] - exact) <= tolerance(mag, nb);
             if (!ok) std::printf("  C[%zu,%zu] = %.9g, reference %.9g, exact %.9g\n", i, j, C[at], Cr[at], exact);
           }
-        check(ok, "%s gemm_q8_0_nt m=%zu n=%zu k=%zu", K.name, m, n, k);
+        CHECK_MSG(ok, "%s gemm_q8_0_nt m=%zu n=%zu k=%zu", K.name, m, n, k);
       }
 }
 
@@ -353,36 +335,36 @@ std::string best_in_child(const char* env, std::string* err) {
 void test_dispatch() {
   size_t count = 0;
   const char* const* names = kernels_available(&count);
-  check(count >= 1 && std::strcmp(names[0], "scalar") == 0, "kernels_available starts with scalar");
+  CHECK_MSG(count >= 1 && std::strcmp(names[0], "scalar") == 0, "kernels_available starts with scalar");
   for (size_t i = 0; i < count; ++i) {
     const Kernels* k = kernels_by_name(names[i]);
-    check(k && std::strcmp(k->name, names[i]) == 0, "kernels_by_name(%s)", names[i]);
+    CHECK_MSG(k && std::strcmp(k->name, names[i]) == 0, "kernels_by_name(%s)", names[i]);
   }
-  check(kernels_by_name("bogus") == nullptr && kernels_by_name(nullptr) == nullptr, "unknown name -> null");
+  CHECK_MSG(kernels_by_name("bogus") == nullptr && kernels_by_name(nullptr) == nullptr, "unknown name -> null");
 #if defined(EMBEDQ_X86)
-  check(kernels_neon() == nullptr, "no NEON kernels on x86");
-  check(kernels_avx2() != nullptr && kernels_avx512() != nullptr, "x86 build has avx2 and avx512 sets");
+  CHECK_MSG(kernels_neon() == nullptr, "no NEON kernels on x86");
+  CHECK_MSG(kernels_avx2() != nullptr && kernels_avx512() != nullptr, "x86 build has avx2 and avx512 sets");
 #endif
 #if defined(EMBEDQ_ARM)
-  check(kernels_avx2() == nullptr && kernels_avx512() == nullptr, "no x86 kernels on arm");
+  CHECK_MSG(kernels_avx2() == nullptr && kernels_avx512() == nullptr, "no x86 kernels on arm");
 #endif
   // Only sets of the CPU's own architecture can be listed.
   const bool has_neon = kernels_by_name("neon") != nullptr, has_avx2 = kernels_by_name("avx2") != nullptr;
-  check(!(has_neon && has_avx2), "neon and avx2 never both available");
+  CHECK_MSG(!(has_neon && has_avx2), "neon and avx2 never both available");
 
   const std::string best = names[count - 1];
   std::string err;
-  check(best_in_child("", &err) == best && err.empty(), "no override -> %s", best.c_str());
+  CHECK_MSG(best_in_child("", &err) == best && err.empty(), "no override -> %s", best.c_str());
   for (size_t i = 0; i < count; ++i)
-    check(best_in_child(names[i], &err) == names[i] && err.empty(), "EMBEDQ_KERNELS=%s honoured", names[i]);
+    CHECK_MSG(best_in_child(names[i], &err) == names[i] && err.empty(), "EMBEDQ_KERNELS=%s honoured", names[i]);
   const char* unsupported = has_neon ? "avx2" : "neon";
   std::string got = best_in_child(unsupported, &err);
-  check(got == best && err.find("EMBEDQ_KERNELS") != std::string::npos &&
+  CHECK_MSG(got == best && err.find("EMBEDQ_KERNELS") != std::string::npos &&
             err.find('\n') == err.size() - 1,
         "EMBEDQ_KERNELS=%s falls back to %s with one warning (got %s, stderr '%s')", unsupported, best.c_str(),
         got.c_str(), err.c_str());
   got = best_in_child("no-such-set", &err);
-  check(got == best && !err.empty(), "EMBEDQ_KERNELS=no-such-set falls back to %s", best.c_str());
+  CHECK_MSG(got == best && !err.empty(), "EMBEDQ_KERNELS=no-such-set falls back to %s", best.c_str());
 }
 
 }  // namespace
@@ -396,15 +378,14 @@ int main() {
   for (size_t i = 0; i < count; ++i) std::printf("%s%s", names[i], i + 1 < count ? ", " : "\n");
   for (size_t i = 0; i < count; ++i) {
     const Kernels& K = *kernels_by_name(names[i]);
-    const int before = g_failed;
+    const int before = check::failed;
     test_dot(K);
     test_f16(K);
     test_q8_dequant(K);
     test_quantize(K);
     test_gemm_f32(K);
     test_gemm_q8(K);
-    std::printf("%-12s %s\n", K.name, g_failed == before ? "ok" : "FAILED");
+    std::printf("%-12s %s\n", K.name, check::failed == before ? "ok" : "FAILED");
   }
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return report();
 }

@@ -5,17 +5,10 @@
 #include <random>
 #include <vector>
 
+#include "check.h"
 #include "ops.h"
 
 using namespace embedq;
-
-static int passed = 0, failed = 0;
-
-static void check(bool ok, const char* what, size_t n, double err) {
-  if (ok) { ++passed; return; }
-  ++failed;
-  std::printf("FAIL %s n=%zu err=%g\n", what, n, err);
-}
 
 int main() {
   std::mt19937 rng(42);
@@ -33,7 +26,7 @@ int main() {
         const double ref = 0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0)));
         err = std::fmax(err, std::fabs(y[i] - ref) / (1.0 + std::fabs(ref)));
       }
-      check(err < 1e-6, "gelu_erf", n, err);
+      CHECK_MSG(err < 1e-6, "gelu_erf n=%zu err=%g", n, err);
 
       y = x;
       gelu_tanh(y.data(), n);
@@ -43,7 +36,7 @@ int main() {
         const double ref = 0.5 * v * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v)));
         err = std::fmax(err, std::fabs(y[i] - ref) / (1.0 + std::fabs(ref)));
       }
-      check(err < 1e-6, "gelu_tanh", n, err);
+      CHECK_MSG(err < 1e-6, "gelu_tanh n=%zu err=%g", n, err);
 
       y = x;
       softmax(y.data(), n);
@@ -58,7 +51,8 @@ int main() {
         err = std::fmax(err, std::fabs(y[i] - ref) / (ref + 1e-30) * (ref > 1e-30));
         total += y[i];
       }
-      check(err < 1e-5 && std::fabs(total - 1.0) < 1e-5, "softmax", n, err);
+      CHECK_MSG(err < 1e-5, "softmax n=%zu err=%g", n, err);
+      CHECK_NEAR(total, 1.0, 1e-5);
 
       std::vector<float> w(n), b(n);
       for (size_t i = 0; i < n; ++i) { w[i] = 1.0f + 0.1f * dist(rng) / scale; b[i] = 0.1f * dist(rng) / scale; }
@@ -75,7 +69,7 @@ int main() {
           const double ref = (x[i] - mean) / std::sqrt(var + 1e-12) * w[i] + b[i];
           err = std::fmax(err, std::fabs(y[i] - ref));
         }
-        check(err < 1e-5, "layer_norm", n, err);
+        CHECK_MSG(err < 1e-5, "layer_norm n=%zu err=%g", n, err);
       }
 
       y = x;
@@ -87,17 +81,17 @@ int main() {
         const double ref = x[i] / std::sqrt(sq / n + 1e-6) * (1.0 + w[i]);
         err = std::fmax(err, std::fabs(y[i] - ref) / (1.0 + std::fabs(ref)));
       }
-      check(err < 1e-5, "rms_norm", n, err);
+      CHECK_MSG(err < 1e-5, "rms_norm n=%zu err=%g", n, err);
     }
   }
   // Extremes must not overflow into NaN.
   std::vector<float> big = {-1e30f, -100.0f, 0.0f, 100.0f, 1e30f};
   std::vector<float> y = big;
   gelu_erf(y.data(), y.size());
-  check(y[0] == 0.0f && y[2] == 0.0f && y[3] == 100.0f && std::isfinite(y[4]), "gelu_erf extremes", 5, 0);
+  CHECK_MSG(y[0] == 0.0f && y[2] == 0.0f && y[3] == 100.0f && std::isfinite(y[4]), "gelu_erf extremes");
   y = big;
   gelu_tanh(y.data(), y.size());
-  check(std::fabs(y[0]) < 1e-6f && std::fabs(y[1]) < 1e-6f && y[3] == 100.0f && std::isfinite(y[4]), "gelu_tanh extremes", 5, 0);
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  CHECK_MSG(std::fabs(y[0]) < 1e-6f && std::fabs(y[1]) < 1e-6f && y[3] == 100.0f && std::isfinite(y[4]),
+            "gelu_tanh extremes");
+  return report();
 }

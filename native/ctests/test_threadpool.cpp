@@ -6,12 +6,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include "check.h"
 #include "threadpool.h"
 
 using namespace embedq;
-
-static int passed = 0, failed = 0;
-#define CHECK(c) do { if (c) ++passed; else { ++failed; std::printf("FAIL %s:%d %s\n", __FILE__, __LINE__, #c); } } while (0)
 
 int main() {
   for (int threads : {1, 2, 3, 8}) {
@@ -52,6 +50,5 @@ int main() {
     pool.parallel_for(100, [&](size_t t, int) { sum.fetch_add(t); });
     CHECK(sum.load() == 4950);  // usable after an exception
   }
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return report();
 }

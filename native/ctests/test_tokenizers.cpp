@@ -1,6 +1,5 @@
-// Unit tests for the tokenizers and their Unicode helpers. Plain program:
-// prints one line per failure and "N passed, M failed" last; exit code 1 on
-// any failure. Parity with HF on real vocabularies is tested from Python
+// Unit tests for the tokenizers and their Unicode helpers (harness: check.h).
+// Parity with HF on real vocabularies is tested from Python
 // (tests/test_tokenizer_bert.py); here tiny hand-made vocabularies pin down
 // each rule in isolation.
 #include <cstdio>
@@ -8,23 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "tokenizer.h"
 #include "unicode.h"
 
 namespace {
-
-int g_passed = 0;
-int g_failed = 0;
-
-void check(bool ok, const std::string& what, int line) {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    std::printf("FAIL line %d: %s\n", line, what.c_str());
-  }
-}
-#define CHECK(cond) check((cond), #cond, __LINE__)
 
 std::string show(const std::vector<int32_t>& v) {
   std::string s = "[";
@@ -44,7 +31,7 @@ std::string show(const std::u32string& v) {
 
 template <class T>
 void check_eq(const T& got, const T& want, const std::string& what, int line) {
-  check(got == want, what + ": got " + show(got) + ", want " + show(want), line);
+  check::record(got == want, __FILE__, line, "%s: got %s, want %s", what.c_str(), show(got).c_str(), show(want).c_str());
 }
 
 std::vector<int32_t> encode(const embedq::Tokenizer& t, std::string_view text) {
@@ -630,6 +617,5 @@ int main() {
   sentencepiece_long_input();
   sentencepiece_bad_vocab();
   // ---- end sentencepiece cases ----
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed ? 1 : 0;
+  return report();
 }
