@@ -55,7 +55,6 @@ Model::Model(const std::string& path, const ModelOptions& opts) : opts_(opts) {
     bos_ = token_id(f, tokens, {"tokenizer.ggml.cls_token_id", "tokenizer.ggml.bos_token_id"}, "[CLS]");
     eos_ = token_id(f, tokens, {"tokenizer.ggml.seperator_token_id", "tokenizer.ggml.eos_token_id"}, "[SEP]");
     if (bos_ < 0 || eos_ < 0) throw GGUFError("the vocabulary has no [CLS]/[SEP] tokens");
-#ifdef EMBEDQ_HAVE_GEMMA3
   } else if (arch_ == "gemma-embedding" || arch_ == "gemma3") {
     encoder_ = load_gemma3(f);
     const std::vector<float> scores = f.get_float_array("tokenizer.ggml.scores");
@@ -70,13 +69,8 @@ Model::Model(const std::string& path, const ModelOptions& opts) : opts_(opts) {
     add_bos_ = f.get_bool("tokenizer.ggml.add_bos_token", true);
     add_eos_ = f.get_bool("tokenizer.ggml.add_eos_token", true);
     if ((add_bos_ && bos_ < 0) || (add_eos_ && eos_ < 0)) throw GGUFError("the vocabulary lacks <bos>/<eos>");
-#endif
   } else {
-    throw GGUFError("model architecture '" + arch_ + "' is not supported (supported: bert"
-#ifdef EMBEDQ_HAVE_GEMMA3
-                    ", gemma-embedding"
-#endif
-                    ")");
+    throw GGUFError("model architecture '" + arch_ + "' is not supported (supported: bert, gemma-embedding)");
   }
 
   max_tokens_ = f.get_int("embedq.max_seq_length", (int64_t)encoder_->max_positions());
