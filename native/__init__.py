@@ -1,12 +1,16 @@
 """embedq's native embedding runtime.
 
 `Model` loads a GGUF embedding model (memory-mapped) and turns texts into
-vectors with the C++ runtime in `native._native`. This package imports no
-other package of ours.
+vectors with the C++ runtime in `native._native`, in two steps that can run in
+different processes: `Model.encode(texts)` tokenizes each text exactly once
+into an `Encoded` batch of token ids, and `Model.embed_encoded(encoded)` runs
+the forward pass on those ids (it never sees a string). `Model.embed` does
+both. This package imports no other package of ours.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -14,7 +18,74 @@ import numpy as np
 
 from ._native import GGUFError, _Model, best_kernels, inspect_gguf, kernel_sets, parse_gguf_bytes
 
-__all__ = ["Model", "GGUFError", "inspect_gguf", "parse_gguf_bytes", "kernel_sets", "best_kernels"]
+__all__ = ["Model", "Encoded", "GGUFError", "inspect_gguf", "parse_gguf_bytes", "kernel_sets", "best_kernels"]
+
+
+@dataclass(frozen=True, eq=False)
+class Encoded:
+    """Texts as the forward pass sees them: special tokens added, truncated.
+
+    ids: every text's token ids back to back (int32); lengths: ids per text
+    (int64); truncated: whether each text was cut at max_tokens (bool);
+    tokenize_ms: time spent producing these ids.
+    """
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    truncated: np.ndarray
+    tokenize_ms: float = 0.0
+
+    def __post_init__(self):
+        for name, dtype in (("ids", np.int32), ("lengths", np.int64), ("truncated", np.bool_)):
+            a = np.asarray(getattr(self, name))
+            if a.ndim != 1:
+                raise ValueError(f"Encoded.{name} must be 1-D, got shape {a.shape}")
+            if a.dtype != dtype:
+                b = a.astype(dtype)
+                if not np.array_equal(a, b):
+                    raise ValueError(f"Encoded.{name} values do not fit {np.dtype(dtype).name}")
+                a = b
+            object.__setattr__(self, name, a)
+        if len(self.truncated) != len(self.lengths):
+            raise ValueError("Encoded.truncated and Encoded.lengths differ in length")
+        if self.tokens != len(self.ids):
+            raise ValueError(f"Encoded.lengths sum to {self.tokens} but there are {len(self.ids)} ids")
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def tokens(self) -> int:
+        return int(self.lengths.sum())
+
+    @property
+    def n_truncated(self) -> int:
+        return int(np.count_nonzero(self.truncated))
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Where each text's ids start in `ids`, and the end: (len + 1,) int64."""
+        return np.concatenate(([0], np.cumsum(self.lengths)))
+
+    def select(self, indices: Sequence[int] | np.ndarray) -> Encoded:
+        """The texts at `indices` (ints or a boolean mask), in that order.
+        The tokenizing time was spent in full, so tokenize_ms is kept."""
+        idx = np.asarray(indices)
+        idx = np.flatnonzero(idx) if idx.dtype == np.bool_ else idx.astype(np.intp)
+        lengths = self.lengths[idx]
+        src_start = self.offsets[:-1][idx]
+        dst_start = np.cumsum(lengths) - lengths
+        gather = np.arange(int(lengths.sum())) + np.repeat(src_start - dst_start, lengths)
+        return Encoded(self.ids[gather], lengths, self.truncated[idx], self.tokenize_ms)
+
+    @classmethod
+    def concat(cls, parts: Iterable[Encoded]) -> Encoded:
+        """One batch holding every part's texts, in order."""
+        parts = list(parts)
+        if not parts:
+            return cls(np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.bool_))
+        return cls(np.concatenate([p.ids for p in parts]), np.concatenate([p.lengths for p in parts]),
+                   np.concatenate([p.truncated for p in parts]), sum(p.tokenize_ms for p in parts))
 
 
 def _resolve(path_or_name: str | os.PathLike) -> Path:
@@ -64,9 +135,23 @@ class Model:
         """Token ids with the model's special tokens, not truncated."""
         return self._m.tokenize(_check_text(text))
 
-    def token_counts(self, texts: Sequence[str]) -> list[int]:
+    def encode(self, texts: Sequence[str] | str, prompt_name: str | None = None,
+               prompt: str | None = None) -> Encoded:
+        """Tokenize prompt + text for every text, once: what the forward pass sees."""
+        if isinstance(texts, str):
+            texts = [texts]
+        prefix = self.prompt_text(prompt_name, prompt)
+        return Encoded(*self._m.encode_batch(texts, prefix))
+
+    def token_counts(self, texts: Sequence[str], prompt_name: str | None = None,
+                     prompt: str | None = None) -> list[int]:
         """Tokens each text occupies in a forward pass (specials added, truncated)."""
-        return self._m.token_counts(_check_texts(texts))
+        return self.encode(texts, prompt_name, prompt).lengths.tolist()
+
+    @property
+    def texts_tokenized(self) -> int:
+        """Texts passed through the tokenizer since this model was loaded."""
+        return int(self._m.texts_tokenized)
 
     # -- embedding ----------------------------------------------------------
     def embed(
@@ -89,19 +174,20 @@ class Model:
         normalize: bool = True,
     ) -> tuple[np.ndarray, dict]:
         """Like embed(), also returning {tokenize_ms, forward_ms, tokens, truncated}."""
-        if isinstance(texts, str):
-            texts = [texts]
-        texts = _check_texts(texts)
-        prefix = self.prompt_text(prompt_name, prompt)
+        self.check_dims(dims)
+        encoded = self.encode(texts, prompt_name=prompt_name, prompt=prompt)
+        vectors, stats = self.embed_encoded(encoded, dims=dims, normalize=normalize)
+        return vectors, {"tokenize_ms": encoded.tokenize_ms, "forward_ms": stats["forward_ms"],
+                         "tokens": stats["tokens"], "truncated": encoded.n_truncated}
+
+    def embed_encoded(self, encoded: Encoded, dims: int | None = None,
+                      normalize: bool = True) -> tuple[np.ndarray, dict]:
+        """Vectors for encoded texts: float32 (len(encoded), dims or dim) and
+        {forward_ms, tokens}. Ids and lengths are checked (ValueError) first."""
         dims = self.check_dims(dims)
-        if prefix:
-            texts = [prefix + t for t in texts]
-        if not texts:
-            return np.zeros((0, dims or self.dim), dtype=np.float32), {
-                "tokenize_ms": 0.0, "forward_ms": 0.0, "tokens": 0, "truncated": 0}
         # Matryoshka: normalize after truncation, so the full vector is left raw here.
         truncate = dims is not None and dims != self.dim
-        vectors, stats = self._m.embed(texts, normalize and not truncate)
+        vectors, stats = self._m.embed_ids(encoded.ids, encoded.lengths, normalize and not truncate)
         if truncate:
             vectors = np.ascontiguousarray(vectors[:, :dims])
             if normalize:
@@ -171,11 +257,3 @@ def _check_text(text: str) -> str:
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
     return text
-
-
-def _check_texts(texts: Iterable[str]) -> list[str]:
-    out = list(texts)
-    for i, t in enumerate(out):
-        if not isinstance(t, str):
-            raise TypeError(f"texts[{i}] must be str, got {type(t).__name__}")
-    return out

@@ -42,7 +42,8 @@ def test_q8_0_accuracy(minilm_gguf_q8, corpus, st_minilm_vectors, activations, m
 
 def test_truncation_follows_sentence_transformers(f32_model, st_minilm):
     long_text = " ".join(f"word{i}" for i in range(600))
-    ids, truncated = f32_model._m.encode(long_text)
+    encoded = f32_model.encode([long_text])
+    ids, truncated = encoded.ids.tolist(), bool(encoded.truncated[0])
     assert truncated and len(ids) == 256 == st_minilm.max_seq_length
     ref_ids = st_minilm.tokenize([long_text])["input_ids"][0].tolist()
     assert ids == ref_ids

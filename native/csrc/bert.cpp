@@ -30,9 +30,10 @@ struct BertLayer {
 class Bert final : public Encoder {
  public:
   explicit Bert(const GGUFFile& f);
-  void forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs, float* out) override;
+  void forward(Runtime& rt, const PackedBatch& batch, float* out) override;
   size_t dim() const override { return hidden_; }
   size_t max_positions() const override { return n_pos_; }
+  size_t vocab_rows() const override { return n_vocab_; }
 
  private:
   Weight weight(const GGUFFile& f, const std::string& name, size_t in, size_t out);
@@ -113,14 +114,10 @@ Bert::Bert(const GGUFFile& f) {
   }
 }
 
-void Bert::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs, float* out) {
+void Bert::forward(Runtime& rt, const PackedBatch& batch, float* out) {
   const size_t h = hidden_;
-  std::vector<size_t> start(seqs.size() + 1, 0);
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    if (seqs[s].empty() || seqs[s].size() > n_pos_) throw std::invalid_argument("sequence length out of range");
-    start[s + 1] = start[s] + seqs[s].size();
-  }
-  const size_t T = start.back();
+  const std::vector<size_t>& start = batch.start;
+  const size_t S = batch.size(), T = start.back();
   x_.resize(T * h);
   qkv_.resize(T * 3 * h);
   ctx_.resize(T * h);
@@ -128,15 +125,13 @@ void Bert::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs, f
   ff_.resize(T * n_ff_);
 
   // Embeddings: word + position + token type 0, then LayerNorm.
-  rt.pool.parallel_for(seqs.size(), [&](size_t s, int thread) {
+  rt.pool.parallel_for(S, [&](size_t s, int thread) {
     float* pe = rt.thread_scratch(thread, 2 * h);
     float* te = pe + h;
     if (type_embd_) weight_row_to_f32(rt.k, *type_embd_, 0, te);
-    for (size_t i = 0; i < seqs[s].size(); ++i) {
-      const int32_t id = seqs[s][i];
-      if (id < 0 || (size_t)id >= n_vocab_) throw std::invalid_argument("token id out of range");
+    for (size_t i = 0; i < start[s + 1] - start[s]; ++i) {
       float* x = x_.data() + (start[s] + i) * h;
-      weight_row_to_f32(rt.k, *tok_embd_, (size_t)id, x);
+      weight_row_to_f32(rt.k, *tok_embd_, (size_t)batch.ids[start[s] + i], x);
       weight_row_to_f32(rt.k, *pos_embd_, i, pe);
       add_inplace(x, pe, h);
       if (type_embd_) add_inplace(x, te, h);
@@ -178,7 +173,7 @@ void Bert::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs, f
     });
   }
 
-  rt.pool.parallel_for(seqs.size(), [&](size_t s, int) {
+  rt.pool.parallel_for(S, [&](size_t s, int) {
     const float* xs = x_.data() + start[s] * h;
     if (pooling_ == Pooling::CLS) std::copy(xs, xs + h, out + s * h);
     else mean_rows(xs, start[s + 1] - start[s], h, out + s * h);

@@ -5,6 +5,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
+#include <memory>
+#include <string_view>
+
 #include "gguf.h"
 #include "kernels/kernels.h"
 #include "model.h"
@@ -66,23 +70,17 @@ py::dict file_summary(const GGUFFile& f) {
   return out;
 }
 
-std::vector<std::string> to_strings(const py::list& texts) {
-  std::vector<std::string> v;
-  v.reserve(texts.size());
-  for (const auto& t : texts) {
-    if (!py::isinstance<py::str>(t)) throw py::type_error("texts must be str, got " + std::string(py::str(py::type::of(t).attr("__name__"))));
-    v.push_back(t.cast<std::string>());
-  }
-  return v;
+// A vector handed to numpy without a copy: the array owns it through a capsule.
+template <class T>
+py::array to_numpy(std::vector<T>&& v, py::dtype dtype) {
+  std::unique_ptr<std::vector<T>> owned(new std::vector<T>(std::move(v)));
+  py::capsule free_when_done(owned.get(), [](void* p) { delete static_cast<std::vector<T>*>(p); });
+  std::vector<T>* data = owned.release();
+  return py::array(dtype, {(py::ssize_t)data->size()}, {(py::ssize_t)sizeof(T)}, data->data(), free_when_done);
 }
 
-py::dict stats_dict(const EmbedStats& s) {
-  py::dict d;
-  d["tokenize_ms"] = s.tokenize_ms;
-  d["forward_ms"] = s.forward_ms;
-  d["tokens"] = s.tokens;
-  d["truncated"] = s.truncated;
-  return d;
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
 const Kernels& kernels_named(const std::string& name) {
@@ -157,45 +155,64 @@ PYBIND11_MODULE(_native, m) {
            }),
            py::arg("path"), py::arg("threads") = 0, py::arg("activations") = "f32", py::arg("max_tokens") = 0,
            py::arg("batch_tokens") = 8192, py::arg("kernels") = "")
-      .def("tokenize", &Model::tokenize, py::arg("text"))
-      .def("encode", [](const Model& self, const std::string& text) {
-        bool truncated = false;
-        auto ids = self.encode(text, &truncated);
-        return py::make_tuple(ids, truncated);
-      }, py::arg("text"))
-      .def("token_counts", [](const Model& self, const py::list& texts) {
-        auto v = to_strings(texts);
-        std::vector<int64_t> out(v.size());
+      .def("tokenize", &Model::tokenize, py::arg("text"), "Ids with the model's special tokens, not truncated.")
+      .def("encode_batch", [](const Model& self, const py::object& texts, const std::string& prefix) {
+        if (PyUnicode_Check(texts.ptr())) throw py::type_error("texts must be a list of str, not a str");
+        // The tuple keeps every str alive, and with it the UTF-8 buffer each
+        // view points into, while the GIL is released.
+        const py::tuple items(texts);
+        std::vector<std::string_view> views;
+        views.reserve(items.size());
+        for (size_t i = 0; i < items.size(); ++i) {
+          PyObject* o = items[i].ptr();
+          if (!PyUnicode_Check(o)) {
+            throw py::type_error("texts[" + std::to_string(i) + "] must be str, got " + Py_TYPE(o)->tp_name);
+          }
+          Py_ssize_t n = 0;
+          const char* utf8 = PyUnicode_AsUTF8AndSize(o, &n);
+          if (!utf8) throw py::error_already_set();
+          views.emplace_back(utf8, (size_t)n);
+        }
+        EncodedBatch b;
+        double ms = 0;
         {
           py::gil_scoped_release release;
-          bool tr;
-          for (size_t i = 0; i < v.size(); ++i) out[i] = (int64_t)self.encode(v[i], &tr).size();
+          const auto t0 = std::chrono::steady_clock::now();
+          b = self.encode_batch(views, prefix);
+          ms = ms_since(t0);
         }
-        return out;
-      }, py::arg("texts"))
-      .def("embed", [](Model& self, const py::list& texts, bool normalize) {
-        auto v = to_strings(texts);
-        py::array_t<float> out({(py::ssize_t)v.size(), (py::ssize_t)self.dim()});
+        return py::make_tuple(to_numpy(std::move(b.ids), py::dtype::of<int32_t>()),
+                              to_numpy(std::move(b.lengths), py::dtype::of<int64_t>()),
+                              to_numpy(std::move(b.truncated), py::dtype::of<bool>()), ms);
+      }, py::arg("texts"), py::arg("prefix") = "",
+         "(ids int32, lengths int64, truncated bool, tokenize_ms) for prefix + text of every text.")
+      .def("embed_ids", [](Model& self, const py::object& ids_in, const py::object& lengths_in, bool normalize) {
+        // Safe casts only: an int64 id is refused, never wrapped into range.
+        auto ids = py::array_t<int32_t, py::array::c_style>::ensure(ids_in);
+        auto lengths = py::array_t<int64_t, py::array::c_style>::ensure(lengths_in);
+        if (!ids || !lengths) throw py::type_error("ids must be an int32 array and lengths an int64 array");
+        if (ids.ndim() != 1 || lengths.ndim() != 1) throw py::value_error("ids and lengths must be 1-D arrays");
+        const size_t n = (size_t)lengths.shape(0), n_ids = (size_t)ids.shape(0);
+        // Checked here, with the GIL held, so a bad batch is refused (std::invalid_argument ->
+        // ValueError) before any compute; embed_ids checks again for its C++ callers.
+        self.check_ids(ids.data(), n_ids, lengths.data(), n);
+        py::array_t<float> out({(py::ssize_t)n, (py::ssize_t)self.dim()});
         float* dst = out.mutable_data();
-        EmbedStats st;
+        double ms = 0;
         {
           py::gil_scoped_release release;
-          self.embed(v, normalize, dst, &st);
+          const auto t0 = std::chrono::steady_clock::now();
+          self.embed_ids(ids.data(), n_ids, lengths.data(), n, normalize, dst);
+          ms = ms_since(t0);
         }
-        return py::make_tuple(out, stats_dict(st));
-      }, py::arg("texts"), py::arg("normalize") = true)
-      .def("embed_ids", [](Model& self, const std::vector<std::vector<int32_t>>& seqs, bool normalize) {
-        for (const auto& s : seqs) {
-          if (s.empty() || (int64_t)s.size() > self.max_tokens()) throw py::value_error("sequence length must be 1..max_tokens");
-        }
-        py::array_t<float> out({(py::ssize_t)seqs.size(), (py::ssize_t)self.dim()});
-        float* dst = out.mutable_data();
-        {
-          py::gil_scoped_release release;
-          self.embed_ids(seqs, normalize, dst);
-        }
-        return out;
-      }, py::arg("seqs"), py::arg("normalize") = true)
+        py::dict stats;
+        stats["forward_ms"] = ms;
+        stats["tokens"] = (int64_t)n_ids;
+        return py::make_tuple(out, stats);
+      }, py::arg("ids"), py::arg("lengths"), py::arg("normalize") = true,
+         "(vectors float32 (n, dim), {forward_ms, tokens}) for n packed sequences; ids and lengths are checked first.")
+      .def_property_readonly("texts_tokenized", &Model::texts_tokenized,
+                             "Texts passed through the tokenizer since the model was loaded.")
       .def_property_readonly("dim", &Model::dim)
       .def_property_readonly("max_tokens", &Model::max_tokens)
       .def_property_readonly("threads", &Model::threads)

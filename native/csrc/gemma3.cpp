@@ -26,9 +26,10 @@ struct GemmaLayer {
 class Gemma3 final : public Encoder {
  public:
   explicit Gemma3(const GGUFFile& f);
-  void forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs, float* out) override;
+  void forward(Runtime& rt, const PackedBatch& batch, float* out) override;
   size_t dim() const override { return dense3_.t ? dense3_.out() : hidden_; }
   size_t max_positions() const override { return n_ctx_; }
+  size_t vocab_rows() const override { return n_vocab_; }
 
  private:
   const float* vec(const GGUFFile& f, const std::string& name, size_t n) {
@@ -150,26 +151,20 @@ void Gemma3::rope(float* x, size_t n_heads, size_t pos, const std::vector<float>
   }
 }
 
-void Gemma3::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs, float* out) {
+void Gemma3::forward(Runtime& rt, const PackedBatch& batch, float* out) {
   const size_t H = hidden_, qdim = n_head_ * head_dim_, kvdim = n_head_kv_ * head_dim_;
-  std::vector<size_t> start(seqs.size() + 1, 0);
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    if (seqs[s].empty() || seqs[s].size() > n_ctx_) throw std::invalid_argument("sequence length out of range");
-    for (int32_t id : seqs[s])
-      if (id < 0 || (size_t)id >= n_vocab_) throw std::invalid_argument("token id out of range");
-    start[s + 1] = start[s] + seqs[s].size();
-  }
-  const size_t T = start.back();
+  const std::vector<size_t>& start = batch.start;
+  const size_t S = batch.size(), T = start.back();
   x_.resize(T * H); h_.resize(T * H); q_.resize(T * qdim); k_.resize(T * kvdim); v_.resize(T * kvdim);
   ctx_.resize(T * qdim); tmp_.resize(T * H); gate_.resize(T * n_ff_); up_.resize(T * n_ff_);
 
   // Token embeddings scaled by sqrt(hidden), rounded to f32 as the reference does.
   const float emb_scale = (float)std::sqrt((double)H);
   std::vector<size_t> pos(T);
-  rt.pool.parallel_for(seqs.size(), [&](size_t s, int) {
+  rt.pool.parallel_for(S, [&](size_t s, int) {
     for (size_t i = start[s]; i < start[s + 1]; ++i) {
       float* x = x_.data() + i * H;
-      weight_row_to_f32(rt.k, *tok_embd_, (size_t)seqs[s][i - start[s]], x);
+      weight_row_to_f32(rt.k, *tok_embd_, (size_t)batch.ids[i], x);
       scale_inplace(x, emb_scale, H);
       pos[i] = i - start[s];
     }
@@ -231,7 +226,6 @@ void Gemma3::forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs,
 
   // Final norm, then mean pooling over every token (prompt included, as
   // sentence-transformers does for this model).
-  const size_t S = seqs.size();
   pooled_.resize(S * H);
   rt.pool.parallel_for(S, [&](size_t s, int) {
     for (size_t i = start[s]; i < start[s + 1]; ++i) rms_norm(x_.data() + i * H, H, out_norm_, eps_, 0.0f);

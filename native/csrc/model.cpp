@@ -1,7 +1,6 @@
 #include "model.h"
 
 #include <algorithm>
-#include <chrono>
 #include <numeric>
 #include <stdexcept>
 #include <thread>
@@ -11,10 +10,6 @@
 namespace embedq {
 
 namespace {
-
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
 
 int32_t token_id(const GGUFFile& f, const std::vector<std::string>& tokens, std::initializer_list<const char*> keys,
                  const char* fallback_text) {
@@ -73,6 +68,7 @@ Model::Model(const std::string& path, const ModelOptions& opts) : opts_(opts) {
     throw GGUFError("model architecture '" + arch_ + "' is not supported (supported: bert, gemma-embedding)");
   }
 
+  if (encoder_->vocab_rows() < vocab_size_) throw GGUFError("the token embedding has fewer rows than the vocabulary");
   max_tokens_ = f.get_int("embedq.max_seq_length", (int64_t)encoder_->max_positions());
   if (opts.max_tokens > 0) max_tokens_ = opts.max_tokens;
   max_tokens_ = std::min<int64_t>(max_tokens_, (int64_t)encoder_->max_positions());
@@ -97,7 +93,8 @@ Model::Model(const std::string& path, const ModelOptions& opts) : opts_(opts) {
   rt_.reset(new Runtime(threads, opts.activations, *k));
 }
 
-std::vector<int32_t> Model::tokenize(const std::string& text) const {
+std::vector<int32_t> Model::tokenize(std::string_view text) const {
+  texts_tokenized_.fetch_add(1, std::memory_order_relaxed);
   std::vector<int32_t> ids;
   if (add_bos_) ids.push_back(bos_);
   tok_->encode(text, ids);
@@ -105,7 +102,7 @@ std::vector<int32_t> Model::tokenize(const std::string& text) const {
   return ids;
 }
 
-std::vector<int32_t> Model::encode(const std::string& text, bool* truncated) const {
+std::vector<int32_t> Model::encode(std::string_view text, bool* truncated) const {
   std::vector<int32_t> ids = tokenize(text);
   *truncated = (int64_t)ids.size() > max_tokens_;
   if (*truncated) {
@@ -117,59 +114,86 @@ std::vector<int32_t> Model::encode(const std::string& text, bool* truncated) con
   return ids;
 }
 
-void Model::embed_ids(const std::vector<std::vector<int32_t>>& seqs, bool normalize, float* out) {
-  std::lock_guard<std::mutex> lock(compute_mu_);
+EncodedBatch Model::encode_batch(const std::vector<std::string_view>& texts, std::string_view prefix) const {
+  EncodedBatch b;
+  b.lengths.reserve(texts.size());
+  b.truncated.reserve(texts.size());
+  std::string prefixed(prefix);
+  for (std::string_view text : texts) {
+    bool truncated = false;
+    std::vector<int32_t> ids;
+    if (prefix.empty()) {
+      ids = encode(text, &truncated);
+    } else {
+      prefixed.resize(prefix.size());
+      prefixed.append(text);
+      ids = encode(prefixed, &truncated);
+    }
+    b.ids.insert(b.ids.end(), ids.begin(), ids.end());
+    b.lengths.push_back((int64_t)ids.size());
+    b.truncated.push_back(truncated);
+  }
+  return b;
+}
+
+void Model::check_ids(const int32_t* ids, size_t n_ids, const int64_t* lengths, size_t n) const {
+  size_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (lengths[i] < 1 || lengths[i] > max_tokens_) {
+      throw std::invalid_argument("sequence " + std::to_string(i) + " has length " + std::to_string(lengths[i]) +
+                                  "; lengths must be 1.." + std::to_string(max_tokens_));
+    }
+    total += (size_t)lengths[i];
+  }
+  if (total != n_ids) {
+    throw std::invalid_argument("lengths sum to " + std::to_string(total) + " but there are " + std::to_string(n_ids) +
+                                " ids");
+  }
+  for (size_t j = 0; j < n_ids; ++j) {
+    if (ids[j] < 0 || (size_t)ids[j] >= vocab_size_) {
+      throw std::invalid_argument("token id " + std::to_string(ids[j]) + " at position " + std::to_string(j) +
+                                  " is outside the vocabulary (0.." + std::to_string(vocab_size_ - 1) + ")");
+    }
+  }
+}
+
+void Model::embed_ids(const int32_t* ids, size_t n_ids, const int64_t* lengths, size_t n, bool normalize, float* out) {
+  check_ids(ids, n_ids, lengths, n);
   const size_t dim = encoder_->dim();
-  // Sort by length so sub-batches hold similar sequences, then cut them at the
-  // token budget: memory stays bounded and attention scratch stays small.
-  std::vector<size_t> order(seqs.size());
+  std::vector<size_t> offset(n + 1, 0);
+  for (size_t i = 0; i < n; ++i) offset[i + 1] = offset[i] + (size_t)lengths[i];
+  // Sort by length so forward passes hold similar sequences, then cut them at
+  // the token budget: memory stays bounded and attention scratch stays small.
+  std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return seqs[a].size() < seqs[b].size(); });
-  std::vector<std::vector<int32_t>> batch;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return lengths[a] < lengths[b]; });
+
+  std::lock_guard<std::mutex> lock(compute_mu_);
+  std::vector<int32_t> packed;
+  PackedBatch batch;
   std::vector<size_t> batch_idx;
   std::vector<float> pooled;
-  size_t batch_tokens = 0;
   auto flush = [&] {
-    if (batch.empty()) return;
-    pooled.resize(batch.size() * dim);
+    if (batch_idx.empty()) return;
+    batch.ids = packed.data();
+    pooled.resize(batch_idx.size() * dim);
     encoder_->forward(*rt_, batch, pooled.data());
-    for (size_t i = 0; i < batch.size(); ++i) {
+    for (size_t i = 0; i < batch_idx.size(); ++i) {
       float* o = out + batch_idx[i] * dim;
       std::copy(pooled.begin() + i * dim, pooled.begin() + (i + 1) * dim, o);
       if (normalize) l2_normalize(o, dim);
     }
-    batch.clear();
+    packed.clear();
+    batch.start.assign(1, 0);
     batch_idx.clear();
-    batch_tokens = 0;
   };
   for (size_t i : order) {
-    if (!batch.empty() && batch_tokens + seqs[i].size() > opts_.batch_tokens) flush();
-    batch.push_back(seqs[i]);
+    if (!batch_idx.empty() && packed.size() + (size_t)lengths[i] > opts_.batch_tokens) flush();
+    packed.insert(packed.end(), ids + offset[i], ids + offset[i + 1]);
+    batch.start.push_back(packed.size());
     batch_idx.push_back(i);
-    batch_tokens += seqs[i].size();
   }
   flush();
-}
-
-void Model::embed(const std::vector<std::string>& texts, bool normalize, float* out, EmbedStats* stats) {
-  auto t0 = std::chrono::steady_clock::now();
-  std::vector<std::vector<int32_t>> seqs(texts.size());
-  int64_t truncated = 0, tokens = 0;
-  for (size_t i = 0; i < texts.size(); ++i) {
-    bool tr = false;
-    seqs[i] = encode(texts[i], &tr);
-    truncated += tr;
-    tokens += (int64_t)seqs[i].size();
-  }
-  const double tok_ms = ms_since(t0);
-  auto t1 = std::chrono::steady_clock::now();
-  embed_ids(seqs, normalize, out);
-  if (stats) {
-    stats->tokenize_ms = tok_ms;
-    stats->forward_ms = ms_since(t1);
-    stats->tokens = tokens;
-    stats->truncated = truncated;
-  }
 }
 
 std::map<std::string, std::string> Model::info() const {

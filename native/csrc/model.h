@@ -1,11 +1,13 @@
 // A loaded embedding model: GGUF file + tokenizer + one architecture's
 // forward pass, behind one interface the bindings use.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gguf.h"
@@ -16,25 +18,35 @@ namespace embedq {
 
 enum class Pooling { MEAN = 1, CLS = 2, LAST = 3 };
 
-// One architecture's forward pass over a packed batch. `seqs` are complete
-// token sequences (specials included, already truncated); `out` receives
-// n_seqs x dim pooled vectors, not normalized.
+// Token sequences packed back to back: sequence s is ids[start[s] .. start[s+1]).
+struct PackedBatch {
+  const int32_t* ids = nullptr;
+  std::vector<size_t> start{0};
+  size_t size() const { return start.size() - 1; }
+};
+
+// One architecture's forward pass over a packed batch of complete sequences
+// (specials included, already truncated). Only Model::embed_ids calls it, after
+// checking every length (1..max_tokens <= max_positions) and every id (below
+// the vocabulary size, which the Model's constructor checked is <= vocab_rows).
+// `out` receives batch.size() x dim pooled vectors, not normalized.
 class Encoder {
  public:
   virtual ~Encoder() = default;
-  virtual void forward(Runtime& rt, const std::vector<std::vector<int32_t>>& seqs, float* out) = 0;
+  virtual void forward(Runtime& rt, const PackedBatch& batch, float* out) = 0;
   virtual size_t dim() const = 0;
   virtual size_t max_positions() const = 0;
+  virtual size_t vocab_rows() const = 0;  // rows of the token embedding table
 };
 
 std::unique_ptr<Encoder> load_bert(const GGUFFile& f);
 std::unique_ptr<Encoder> load_gemma3(const GGUFFile& f);
 
-struct EmbedStats {
-  double tokenize_ms = 0;
-  double forward_ms = 0;
-  int64_t tokens = 0;
-  int64_t truncated = 0;
+// Texts as the forward pass sees them, back to back.
+struct EncodedBatch {
+  std::vector<int32_t> ids;        // every text's ids, concatenated
+  std::vector<int64_t> lengths;    // ids per text
+  std::vector<uint8_t> truncated;  // 1 where the text was cut at max_tokens
 };
 
 struct ModelOptions {
@@ -49,14 +61,22 @@ class Model {
  public:
   Model(const std::string& path, const ModelOptions& opts);
 
-  // Ids with the special tokens the model adds, not truncated.
-  std::vector<int32_t> tokenize(const std::string& text) const;
+  // Ids with the special tokens the model adds, not truncated. The one entry
+  // point to the tokenizer: each call counts one text in texts_tokenized().
+  std::vector<int32_t> tokenize(std::string_view text) const;
   // What the forward pass sees: specials added, truncated to max_tokens.
-  std::vector<int32_t> encode(const std::string& text, bool* truncated) const;
-  // out: texts.size() x dim. Texts are grouped by length into sub-batches.
-  void embed(const std::vector<std::string>& texts, bool normalize, float* out, EmbedStats* stats);
-  void embed_ids(const std::vector<std::vector<int32_t>>& seqs, bool normalize, float* out);
+  std::vector<int32_t> encode(std::string_view text, bool* truncated) const;
+  // encode(prefix + text) for every text.
+  EncodedBatch encode_batch(const std::vector<std::string_view>& texts, std::string_view prefix) const;
 
+  // Throws std::invalid_argument unless there are n lengths, each 1..max_tokens,
+  // summing to n_ids, and every id is in [0, vocab_size).
+  void check_ids(const int32_t* ids, size_t n_ids, const int64_t* lengths, size_t n) const;
+  // out: n x dim for the n sequences packed in ids (checked first). Sequences
+  // are grouped by length into forward passes of at most batch_tokens tokens.
+  void embed_ids(const int32_t* ids, size_t n_ids, const int64_t* lengths, size_t n, bool normalize, float* out);
+
+  uint64_t texts_tokenized() const { return texts_tokenized_.load(std::memory_order_relaxed); }
   size_t dim() const { return encoder_->dim(); }
   int64_t max_tokens() const { return max_tokens_; }
   const GGUFFile& file() const { return *file_; }
@@ -77,6 +97,7 @@ class Model {
   // One forward pass at a time: the runtime's scratch and activations are
   // shared. Tokenization needs no lock.
   std::mutex compute_mu_;
+  mutable std::atomic<uint64_t> texts_tokenized_{0};
   ModelOptions opts_;
   int64_t max_tokens_ = 512;
   size_t vocab_size_ = 0;
