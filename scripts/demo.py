@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     get_settings.cache_clear()
     configure(get_settings())
+    from worker.search import nearest_text
     from worker.tasks import embed
 
     print(f"model    {model_path}")
@@ -72,22 +73,22 @@ def main(argv: list[str] | None = None) -> int:
         worker.wait_ready(timeout=120)
         print(f"worker   ready in {time.perf_counter() - t:.1f}s (log: {worker.log_path})\n")
 
+        db = storage.connect()
         results = [embed.delay(texts) for texts in TEXTS]
         print(f"enqueued {len(results)} jobs with embed.delay()")
         for texts, r in zip(TEXTS, results):
             summary = r.get(timeout=300)
-            vectors = storage.get_vectors(summary["job_id"])
-            m = storage.get_metrics(summary["job_id"])
+            vectors = storage.get_vectors(db, summary["job_id"])
+            m = storage.get_metrics(db, summary["job_id"])
             print(f"\njob {summary['job_id']}  {vectors.shape[0]} x {vectors.shape[1]} float32, "
                   f"batches {summary['batch_ids']}")
             for text, v in zip(texts, vectors):
                 print(f"  {text[:52]:<52} [{v[0]:+.4f} {v[1]:+.4f} {v[2]:+.4f} ...] |v|={float((v @ v) ** 0.5):.3f}")
-            print("  latency ms: " + ", ".join(f"{k.removesuffix('_ms')} {m[k]:.1f}" for k in
-                  ("queue_wait_ms", "batch_wait_ms", "tokenize_ms", "forward_ms", "persist_ms", "total_ms"))
+            print("  latency ms: " + ", ".join(f"{k.removesuffix('_ms')} {m[k]:.1f}" for k in storage.LATENCY_FIELDS)
                   + f"; batch of {m['batch_size']} texts from {m['batch_jobs']} jobs on {m['worker']}")
 
         print(f"\nnearest to {QUERY!r}:")
-        for job_id, idx, text, score in storage.nearest(QUERY, k=3, model=str(model_path)):
+        for job_id, idx, text, score in nearest_text(db, QUERY, k=3, model=str(model_path)):
             print(f"  {score:.3f}  {text}  ({job_id}[{idx}])")
     finally:
         worker.stop()

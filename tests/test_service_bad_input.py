@@ -48,19 +48,19 @@ def test_bad_jobs_fail_clearly_and_alone(worker, module_service, service_model):
     for kind, r, expect in sent:
         if kind == "good":
             s = r.get(timeout=120)
-            np.testing.assert_array_equal(storage.get_vectors(s["job_id"], url=db),
+            np.testing.assert_array_equal(storage.get_vectors(storage.connect(db), s["job_id"]),
                                           service_model.embed(good_texts[expect]))
             good_batches.update(s["batch_ids"])
             continue
         with pytest.raises(InvalidJob) as e:
             r.get(timeout=120)
         assert expect in str(e.value)
-        job = storage.get_job(r.id, url=db)
+        job = storage.get_job(storage.connect(db), r.id)
         assert job["status"] == "failed" and expect in job["error"]
         assert r.state == "FAILURE"
     # The good jobs still coalesced with each other while the bad ones were turned away.
     assert len(good_batches) < len(good_texts)
-    assert storage.status_counts(url=db) == {"done": len(good_texts), "failed": len(BAD)}
+    assert storage.status_counts(storage.connect(db)) == {"done": len(good_texts), "failed": len(BAD)}
 
 
 def test_a_redelivered_failed_job_stays_failed(worker, module_service):
@@ -75,5 +75,5 @@ def test_a_redelivered_failed_job_stays_failed(worker, module_service):
     mark = len(worker.log())
     embed.apply_async(kwargs=dict(texts=["now valid"]), task_id=job_id)
     worker.wait_for_log(f"embedq.embed[{job_id}] raised expected: JobFailed('texts is empty", timeout=60, after=mark)
-    job = storage.get_job(job_id, url=module_service.database_url)
+    job = storage.get_job(storage.connect(module_service.database_url), job_id)
     assert job["status"] == "failed" and "texts is empty" in job["error"]

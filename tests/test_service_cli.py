@@ -27,7 +27,7 @@ def worker(module_service):
 
 
 def embedq(*argv: str) -> tuple[int, str]:
-    from worker.cli import main
+    from embedq.cli import main
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -45,7 +45,7 @@ def test_enqueue_job_search_stats(worker, module_service, service_model, tmp_pat
     summaries = [json.loads(line) for line in out.splitlines()]
     assert [s["count"] for s in summaries] == [2, 2, 1] and {s["status"] for s in summaries} == {"done"}
     db = module_service.database_url
-    got = np.concatenate([storage.get_vectors(s["job_id"], url=db) for s in summaries])
+    got = np.concatenate([storage.get_vectors(storage.connect(db), s["job_id"]) for s in summaries])
     np.testing.assert_array_equal(got, service_model.embed(lines))
 
     jl = tmp_path / "jobs.jsonl"

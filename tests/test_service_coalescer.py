@@ -1,10 +1,11 @@
 """The coalescing buffer on the real runtime, in process: budget, deadline, splitting, keys,
-deduplication and failure isolation."""
+deduplication and failure isolation. Jobs reach it as token ids (native.Encoded), as in the worker."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from native import Encoded
 from worker.backend import NativeBackend
 from worker.coalescer import Coalescer, split
 
@@ -53,7 +54,7 @@ def test_many_jobs_share_batches_within_budget(make_coalescer, backend, ref):
     budget = 400
     c = make_coalescer(budget, batch_wait_ms=500)
     jobs = [sentences(3, 10 * j) for j in range(20)]
-    tickets = [c.submit(t, backend.token_counts(t)) for t in jobs]
+    tickets = [c.submit(backend.encode(t)) for t in jobs]
     for t, texts in zip(tickets, jobs):
         np.testing.assert_array_equal(t.wait(60), ref.embed(texts))
     records = list(c.history)
@@ -69,17 +70,18 @@ def test_many_jobs_share_batches_within_budget(make_coalescer, backend, ref):
 def test_lone_job_is_flushed_by_the_deadline(make_coalescer, backend, ref):
     c = make_coalescer(batch_tokens=100_000, batch_wait_ms=1)
     texts = sentences(2)
-    t = c.submit(texts, backend.token_counts(texts))
+    t = c.submit(backend.encode(texts))
     np.testing.assert_array_equal(t.wait(60), ref.embed(texts))
     assert len(c.history) == 1 and c.history[0].tokens < 100_000
 
 
 def test_job_larger_than_budget_is_split_and_reassembled(make_coalescer, backend, ref):
     texts = sentences(25)
-    counts = backend.token_counts(texts)
+    encoded = backend.encode(texts)
+    counts = encoded.lengths.tolist()
     budget = max(counts) * 4
     c = make_coalescer(budget, batch_wait_ms=1)
-    t = c.submit(texts, counts)
+    t = c.submit(encoded)
     vectors = t.wait(60)
     assert len(t.batch_ids) >= sum(counts) // budget >= 2
     assert len(set(t.batch_ids)) == len(t.batch_ids)
@@ -89,8 +91,8 @@ def test_job_larger_than_budget_is_split_and_reassembled(make_coalescer, backend
 def test_different_options_never_share_a_batch(make_coalescer, backend, ref):
     c = make_coalescer(batch_tokens=10_000, batch_wait_ms=300)
     a, b = sentences(4), sentences(4, 100)
-    ta = c.submit(a, backend.token_counts(a), normalize=True)
-    tb = c.submit(b, backend.token_counts(b), normalize=False)
+    ta = c.submit(backend.encode(a), normalize=True)
+    tb = c.submit(backend.encode(b), normalize=False)
     va, vb = ta.wait(60), tb.wait(60)
     assert set(ta.batch_ids).isdisjoint(tb.batch_ids)
     np.testing.assert_array_equal(va, ref.embed(a))
@@ -101,22 +103,24 @@ def test_different_options_never_share_a_batch(make_coalescer, backend, ref):
 def test_identical_texts_in_a_batch_are_computed_once(make_coalescer, backend, ref):
     c = make_coalescer(batch_tokens=10_000, batch_wait_ms=300)
     shared = sentences(3)
-    t1 = c.submit(shared, backend.token_counts(shared))
-    t2 = c.submit(shared + ["one more"], backend.token_counts(shared + ["one more"]))
+    t1 = c.submit(backend.encode(shared))
+    t2 = c.submit(backend.encode(shared + ["one more"]))
     v1, v2 = t1.wait(60), t2.wait(60)
     assert t1.batch_ids == t2.batch_ids and c.history[-1].texts == 4
     np.testing.assert_array_equal(v1, v2[:3])
 
 
 def test_a_failing_job_does_not_take_its_batch_down(make_coalescer, backend, ref):
-    # The runtime rejects a non-string item; validation normally stops it earlier, which is why
-    # it is slipped in here directly: the point is what happens to the others in the batch.
+    # The runtime rejects a token id outside the vocabulary; the tokenizer never makes one, which
+    # is why it is slipped in here directly: the point is what happens to the others in the batch.
     c = make_coalescer(batch_tokens=10_000, batch_wait_ms=300)
     good = sentences(3)
-    tg = c.submit(good, backend.token_counts(good))
-    tb = c.submit(["fine", 12345], [3, 3])
-    tg2 = c.submit(good[:1], backend.token_counts(good[:1]))
-    with pytest.raises(TypeError, match="must be str"):
+    hostile = Encoded(ids=np.array([101, 10**6, 102], np.int32), lengths=np.array([3], np.int64),
+                      truncated=np.array([False]), tokenize_ms=0.0)
+    tg = c.submit(backend.encode(good))
+    tb = c.submit(hostile)
+    tg2 = c.submit(backend.encode(good[:1]))
+    with pytest.raises(ValueError):
         tb.wait(60)
     np.testing.assert_array_equal(tg.wait(60), ref.embed(good))
     np.testing.assert_array_equal(tg2.wait(60), ref.embed(good[:1]))
@@ -126,4 +130,4 @@ def test_submit_after_close_is_refused(make_coalescer, backend, ref):
     c = make_coalescer(batch_tokens=100, batch_wait_ms=1)
     c.close()
     with pytest.raises(RuntimeError, match="shut down"):
-        c.submit(["x"], [3])
+        c.submit(backend.encode(["x"]))

@@ -60,16 +60,16 @@ def test_200_jobs_from_8_clients_are_coalesced_and_exact(worker, module_service,
     db = module_service.database_url
     reference = service_model.embed([t for texts in jobs for t in texts])
     for i, s in enumerate(summaries):
-        np.testing.assert_array_equal(storage.get_vectors(s["job_id"], url=db), reference[2 * i:2 * i + 2])
-        m = storage.get_metrics(s["job_id"], url=db)
+        np.testing.assert_array_equal(storage.get_vectors(storage.connect(db), s["job_id"]), reference[2 * i:2 * i + 2])
+        m = storage.get_metrics(storage.connect(db), s["job_id"])
         assert all(m[k] is not None and m[k] >= 0 for k in (*LATENCY_PARTS, "total_ms"))
         assert m["total_ms"] >= sum(m[k] for k in LATENCY_PARTS) - 1e-6
         assert m["forward_ms"] > 0 and m["worker"] == worker.hostname
-        assert m["tokens"] == sum(service_model.token_counts(jobs[i])) and m["cache_hits"] == 0
+        assert m["tokens"] == service_model.encode(jobs[i]).tokens and m["cache_hits"] == 0
         # batch_jobs is what the batch really held: the number of jobs naming that batch id.
         (bid,) = s["batch_ids"]
         assert m["batch_jobs"] == batch_of[bid] and m["batch_size"] >= 2 * batch_of[bid]
-        job = storage.get_job(s["job_id"], url=db)
+        job = storage.get_job(storage.connect(db), s["job_id"])
         assert job["batch_ids"] == s["batch_ids"] and job["attempts"] == 1
 
 
@@ -77,10 +77,10 @@ def test_a_job_over_the_budget_is_split_and_reassembled(worker, module_service, 
     from worker.tasks import embed
 
     texts = [f"paragraph {i}: " + "the service splits long jobs into several batches " * 3 for i in range(80)]
-    assert sum(service_model.token_counts(texts)) > 2 * SERVICE_SETTINGS["batch_tokens"]
+    assert service_model.encode(texts).tokens > 2 * SERVICE_SETTINGS["batch_tokens"]
     s = embed.delay(texts).get(timeout=180)
     assert len(s["batch_ids"]) >= 3 and len(set(s["batch_ids"])) == len(s["batch_ids"])
-    np.testing.assert_array_equal(storage.get_vectors(s["job_id"], url=module_service.database_url),
+    np.testing.assert_array_equal(storage.get_vectors(storage.connect(module_service.database_url), s["job_id"]),
                                   service_model.embed(texts))
 
 
@@ -90,14 +90,14 @@ def test_repeated_texts_come_from_the_cache(worker, module_service, service_mode
     first = embed.delay(["a sentence worth caching", "another one"]).get(timeout=120)
     again = embed.delay(["another one", "a sentence worth caching", "and a new one"]).get(timeout=120)
     db = module_service.database_url
-    m = storage.get_metrics(again["job_id"], url=db)
+    m = storage.get_metrics(storage.connect(db), again["job_id"])
     assert again["cache_hits"] == m["cache_hits"] == 2
-    assert m["tokens"] == sum(service_model.token_counts(["and a new one"]))
-    np.testing.assert_array_equal(storage.get_vectors(again["job_id"], url=db),
+    assert m["tokens"] == service_model.encode(["and a new one"]).tokens
+    np.testing.assert_array_equal(storage.get_vectors(storage.connect(db), again["job_id"]),
                                   service_model.embed(["another one", "a sentence worth caching", "and a new one"]))
     all_cached = embed.delay(["another one"]).get(timeout=120)
     assert all_cached["batch_ids"] == [] and all_cached["cache_hits"] == 1
-    m = storage.get_metrics(all_cached["job_id"], url=db)
+    m = storage.get_metrics(storage.connect(db), all_cached["job_id"])
     assert m["forward_ms"] == m["tokenize_ms"] == m["batch_wait_ms"] == 0 and m["batch_size"] == 0
     assert first["cache_hits"] == 0
 
@@ -107,7 +107,7 @@ def test_options_reach_the_runtime(worker, module_service, service_model):
 
     texts = ["unnormalized output please", "second"]
     s = embed.delay(texts, normalize=False, model="all-MiniLM-L6-v2-f32", dims=384).get(timeout=120)
-    got = storage.get_vectors(s["job_id"], url=module_service.database_url)
+    got = storage.get_vectors(storage.connect(module_service.database_url), s["job_id"])
     np.testing.assert_array_equal(got, service_model.embed(texts, normalize=False))
     assert not np.allclose(np.linalg.norm(got, axis=1), 1.0)
 
@@ -116,6 +116,8 @@ def test_search_finds_what_the_service_stored(worker, module_service, minilm_ggu
     from worker.tasks import embed
 
     s = embed.delay(["Volcanic eruptions release ash into the sky.", "A recipe for tomato soup."]).get(timeout=120)
-    hits = storage.nearest("lava and ash from a volcano", k=1, model=str(minilm_gguf),
-                           url=module_service.database_url)
+    from worker.search import nearest_text
+
+    hits = nearest_text(storage.connect(module_service.database_url), "lava and ash from a volcano", k=1,
+                        model=str(minilm_gguf))
     assert hits[0][:3] == (s["job_id"], 0, "Volcanic eruptions release ash into the sky.")

@@ -55,11 +55,11 @@ def test_worker_on_postgres_rides_out_a_database_restart(make_service, own_pg, s
     start_db()
     summary = during.get(timeout=180)
     assert summary["status"] == "done"
-    np.testing.assert_array_equal(storage.get_vectors(summary["job_id"], url=url),
+    np.testing.assert_array_equal(storage.get_vectors(storage.connect(url), summary["job_id"]),
                                   service_model.embed(["sent while the database is down", "and another text"]))
     assert "retry 1/4" in worker.log()[mark:]
 
-    hits = storage.nearest(service_model.embed(["while the database was down"])[0], k=1,
-                           model=Path(svc.env["EMBEDQ_MODEL"]).stem, url=url)
+    hits = storage.nearest(storage.connect(url), service_model.embed(["while the database was down"])[0],
+                           Path(svc.env["EMBEDQ_MODEL"]).stem, k=1)
     assert hits[0][:3] == (summary["job_id"], 0, "sent while the database is down")
-    assert storage.status_counts(url=url) == {"done": 2}
+    assert storage.status_counts(storage.connect(url)) == {"done": 2}

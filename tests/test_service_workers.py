@@ -16,7 +16,7 @@ pytestmark = pytest.mark.service
 
 
 def table_count(url: str, sql: str) -> int:
-    with storage.get_engine(url).connect() as c:
+    with storage.connect(url).read() as c:
         return c.execute(text(sql)).scalar()
 
 
@@ -46,9 +46,9 @@ def test_two_workers_share_the_load_and_nothing_is_lost_or_duplicated(make_servi
     assert len(set(ids)) == len(jobs)
     by_worker: dict[str, set[str]] = {}
     for s in summaries:
-        m = storage.get_metrics(s["job_id"], url=db)
+        m = storage.get_metrics(storage.connect(db), s["job_id"])
         by_worker.setdefault(m["worker"], set()).update(s["batch_ids"])
-        assert storage.get_job(s["job_id"], url=db)["attempts"] == 1
+        assert storage.get_job(storage.connect(db), s["job_id"])["attempts"] == 1
     assert set(by_worker) == {w1.hostname, w2.hostname}, "both workers must have taken jobs"
     assert by_worker[w1.hostname].isdisjoint(by_worker[w2.hostname])
     assert table_count(db, "SELECT count(*) FROM jobs WHERE status = 'done'") == len(jobs)
@@ -56,7 +56,7 @@ def test_two_workers_share_the_load_and_nothing_is_lost_or_duplicated(make_servi
     assert table_count(db, "SELECT count(*) FROM job_metrics") == len(jobs)
     reference = service_model.embed([t for texts in jobs for t in texts])
     for i, s in enumerate(summaries):
-        np.testing.assert_array_equal(storage.get_vectors(s["job_id"], url=db), reference[2 * i:2 * i + 2])
+        np.testing.assert_array_equal(storage.get_vectors(storage.connect(db), s["job_id"]), reference[2 * i:2 * i + 2])
 
 
 def test_jobs_of_a_worker_killed_mid_batch_finish_exactly_once(make_service, service_model):
@@ -86,9 +86,9 @@ def test_jobs_of_a_worker_killed_mid_batch_finish_exactly_once(make_service, ser
     summaries = [r.get(timeout=120) for r in results]
     for texts, s in zip(jobs, summaries):
         assert s["status"] == "done"
-        job = storage.get_job(s["job_id"], url=db)
+        job = storage.get_job(storage.connect(db), s["job_id"])
         assert job["attempts"] == 2 and job["worker"] == rescuer.hostname
-        np.testing.assert_array_equal(storage.get_vectors(s["job_id"], url=db), service_model.embed(texts))
+        np.testing.assert_array_equal(storage.get_vectors(storage.connect(db), s["job_id"]), service_model.embed(texts))
     assert table_count(db, "SELECT count(*) FROM embeddings") == sum(len(t) for t in jobs)
     assert table_count(db, "SELECT count(*) FROM job_metrics") == len(jobs)
 
@@ -101,7 +101,7 @@ def test_worker_concurrency_runs_several_processes(make_service):
     from worker.tasks import embed
 
     results = [embed.delay([f"concurrency job {i}"]) for i in range(40)]
-    workers = {storage.get_metrics(r.get(timeout=120)["job_id"], url=svc.database_url)["worker"] for r in results}
+    workers = {storage.get_metrics(storage.connect(svc.database_url), r.get(timeout=120)["job_id"])["worker"] for r in results}
     assert workers == {"multi-0@test", "multi-1@test"}
     assert sup.stop() == 0
     assert sup.log().count("Warm shutdown") == 2

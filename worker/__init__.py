@@ -1,1 +1,2 @@
-"""The embedq queue service: Celery app, embed task, coalescing worker, CLI commands."""
+"""The embedq queue service: the Celery app and its tasks, the job pipeline (validate, claim,
+tokenize once, coalesce, store), worker processes, and text search on the service side."""

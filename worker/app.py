@@ -31,7 +31,10 @@ def celery_config(s: Settings) -> dict:
     transport: dict = {"visibility_timeout": s.visibility_timeout_s}
     if broker.startswith(("redis://", "rediss://")):
         sweep = max(1, min(10, int(s.visibility_timeout_s // 4)))
-        transport.update(unacked_restore_interval=sweep, unacked_restore_throttle=1)
+        # The restore sweep runs under a Redis mutex that expires after 5 minutes by default: a
+        # worker SIGKILLed while holding it stopped every other worker from restoring its jobs for
+        # that long. A sweep takes milliseconds, so the mutex may expire soon.
+        transport.update(unacked_restore_interval=sweep, unacked_restore_throttle=1, unacked_mutex_expire=10)
     transport_class = None  # kombu picks it from the URL's scheme
     if broker.startswith("sqla+"):
         # The embedded broker (worker/embedded_broker.py): kombu's SQLAlchemy transport, polled

@@ -1,5 +1,9 @@
 """Coalescing: many small jobs become few forward passes.
 
+Jobs arrive as token ids (native.Encoded: each job's texts were tokenized once, in its own task
+thread, before it got here); batches are cut by token count and run as ids. No string passes
+through this module.
+
 Why our own buffer rather than celery-batches: celery-batches pins celery<5.7 (we run 5.7), and it
 collects requests in the consumer and acknowledges them itself, which fights the acks_late
 guarantee that a job's message is acknowledged only after its vectors are committed. Here each job
@@ -13,12 +17,13 @@ vectors are back. One compute thread drains the buffer:
   wait only matters when the queue is nearly empty;
 * a job with more tokens than the budget is split into chunks that ride in successive batches and
   are reassembled in input order; each job records the ids of all batches it was in;
-* one batch only mixes jobs with the same (prompt_name, dims, normalize), since the runtime takes
-  those per call; identical texts within a batch are computed once;
+* one batch only mixes jobs with the same (dims, normalize), since the runtime takes those per
+  call (a prompt is already part of the ids); identical id sequences within a batch are computed
+  once;
 * if a batch raises, its chunks are retried one by one, so a bad job fails alone.
 
 The runtime releases the GIL during tokenization and the forward pass, so task threads keep
-receiving, validating and persisting jobs while a batch computes.
+receiving, validating, tokenizing and persisting jobs while a batch computes.
 """
 from __future__ import annotations
 
@@ -32,11 +37,13 @@ from typing import Sequence
 
 import numpy as np
 
+from native import Encoded
+
 from .backend import EmbeddingBackend
 
 log = logging.getLogger("embedq.batch")
 
-BatchKey = tuple  # (prompt_name, dims, normalize)
+BatchKey = tuple  # (dims, normalize)
 
 
 class Ticket:
@@ -47,7 +54,6 @@ class Ticket:
         self.key = key
         self.vectors: np.ndarray | None = None
         self.batch_ids: list[str] = []
-        self.tokenize_ms = 0.0
         self.forward_ms = 0.0
         self.batch_size = 0
         self.batch_jobs = 0
@@ -61,7 +67,7 @@ class Ticket:
     def waited_ms(self) -> float:
         """Time in the buffer that was not this job's own batches computing."""
         end = self.done_at if self.done_at is not None else time.monotonic()
-        return max(0.0, (end - self.submitted) * 1000.0 - self.tokenize_ms - self.forward_ms)
+        return max(0.0, (end - self.submitted) * 1000.0 - self.forward_ms)
 
     def wait(self, timeout: float | None = None) -> np.ndarray:
         if not self._event.wait(timeout):
@@ -80,8 +86,7 @@ class Ticket:
             self.vectors[start:start + len(vectors)] = vectors
             if batch_id not in self.batch_ids:
                 self.batch_ids.append(batch_id)
-                self.tokenize_ms += float(stats.get("tokenize_ms", 0.0))
-                self.forward_ms += float(stats.get("forward_ms", 0.0))
+                self.forward_ms += float(stats["forward_ms"])
             self.batch_size = max(self.batch_size, batch_size)
             self.batch_jobs = max(self.batch_jobs, batch_jobs)
         self._remaining -= 1
@@ -95,11 +100,10 @@ class BatchRecord:
     """What one forward pass contained (kept for the last few hundred batches, for inspection)."""
 
     batch_id: str
-    texts: int       # distinct texts computed
+    texts: int       # distinct id sequences computed
     tokens: int
     jobs: int
     key: BatchKey
-    tokenize_ms: float
     forward_ms: float
 
 
@@ -107,7 +111,7 @@ class BatchRecord:
 class _Chunk:
     ticket: Ticket
     start: int
-    texts: list[str]
+    encoded: Encoded
     tokens: int
     arrived: float = field(default_factory=time.monotonic)
     done: bool = False
@@ -142,19 +146,19 @@ class Coalescer:
         self._thread = threading.Thread(target=self._run, name="embedq-coalescer", daemon=True)
         self._thread.start()
 
-    def submit(self, texts: Sequence[str], token_counts: Sequence[int], prompt_name: str | None = None,
-               dims: int | None = None, normalize: bool = True) -> Ticket:
-        """Queue a job's texts; the returned ticket's wait() gives their vectors in order."""
-        if len(texts) != len(token_counts) or not texts:
-            raise ValueError("submit needs one token count per text and at least one text")
-        key = (prompt_name, dims, bool(normalize))
-        runs = split(token_counts, self.batch_tokens)
-        ticket = Ticket(len(texts), key, len(runs))
+    def submit(self, encoded: Encoded, dims: int | None = None, normalize: bool = True) -> Ticket:
+        """Queue a job's encoded texts; the returned ticket's wait() gives their vectors in order."""
+        if not len(encoded):
+            raise ValueError("submit needs at least one text")
+        key = (dims, bool(normalize))
+        runs = split(encoded.lengths.tolist(), self.batch_tokens)
+        ticket = Ticket(len(encoded), key, len(runs))
+        chunks = [_Chunk(ticket, start, encoded if len(runs) == 1 else encoded.select(range(start, stop)), tokens)
+                  for start, stop, tokens in runs]
         with self._cond:
             if self._closing:
                 raise RuntimeError("the coalescer is shut down")
-            for start, stop, tokens in runs:
-                self._pending.append(_Chunk(ticket, start, list(texts[start:stop]), tokens))
+            self._pending.extend(chunks)
             self._cond.notify()
         return ticket
 
@@ -207,17 +211,28 @@ class Coalescer:
                         c.ticket._chunk_done(c.start, None, None, None, 0, 0, error=e)
 
     def _compute(self, batch: list[_Chunk]) -> None:
-        prompt_name, dims, normalize = batch[0].ticket.key
-        unique: dict[str, int] = {}
+        dims, normalize = batch[0].ticket.key
+        unique: dict[bytes, int] = {}   # id sequence -> row of the batch
+        picks: list[list[int]] = []     # per chunk: its texts that are first of their kind
+        rows: list[list[int]] = []      # per chunk: the batch row of each of its texts
         for c in batch:
-            for t in c.texts:
-                unique.setdefault(t, len(unique))
+            e = c.encoded
+            offsets = e.offsets.tolist()
+            mine, new = [], []
+            for i in range(len(e)):
+                key = e.ids[offsets[i]:offsets[i + 1]].tobytes()
+                if key not in unique:
+                    unique[key] = len(unique)
+                    new.append(i)
+                mine.append(unique[key])
+            picks.append(new)
+            rows.append(mine)
+        todo = Encoded.concat([c.encoded.select(p) for c, p in zip(batch, picks) if p])
         batch_id = uuid.uuid4().hex[:16]
         jobs = len({id(c.ticket) for c in batch})
-        tokens = sum(c.tokens for c in batch)
-        log.info("batch %s start: %d texts, %d tokens, %d jobs", batch_id, len(unique), tokens, jobs)
+        log.info("batch %s start: %d texts, %d tokens, %d jobs", batch_id, len(todo), todo.tokens, jobs)
         try:
-            vectors, stats = self.backend.embed_with_stats(list(unique), prompt_name, dims, normalize)
+            vectors, stats = self.backend.embed_encoded(todo, dims, normalize)
         except Exception as e:
             if len(batch) == 1:
                 log.warning("batch %s failed: %s", batch_id, e)
@@ -229,11 +244,9 @@ class Coalescer:
                 self._compute([c])
             return
         self.batches += 1
-        self.history.append(BatchRecord(batch_id, len(unique), tokens, jobs, batch[0].ticket.key,
-                                        float(stats.get("tokenize_ms", 0.0)), float(stats.get("forward_ms", 0.0))))
-        log.info("batch %s done: tokenize %.1f ms, forward %.1f ms", batch_id,
-                 stats.get("tokenize_ms", 0.0), stats.get("forward_ms", 0.0))
-        for c in batch:
-            rows = vectors[[unique[t] for t in c.texts]]
+        self.history.append(BatchRecord(batch_id, len(todo), todo.tokens, jobs, batch[0].ticket.key,
+                                        float(stats["forward_ms"])))
+        log.info("batch %s done: forward %.1f ms", batch_id, stats["forward_ms"])
+        for c, r in zip(batch, rows):
             c.done = True
-            c.ticket._chunk_done(c.start, rows, batch_id, stats, len(unique), jobs)
+            c.ticket._chunk_done(c.start, vectors[r], batch_id, stats, len(todo), jobs)

@@ -2,18 +2,19 @@
 
 Order matters for the guarantees: validate (a bad job fails alone, recorded), claim the job id (a
 redelivered job that already finished is answered from the database, not recomputed), look up the
-content-hash cache, send only the misses through the coalescer, then commit vectors + metrics in
-one transaction. The task returns only after that commit, and acks_late acknowledges the message
-only then.
+content-hash cache, tokenize only the misses (once: the coalescer and the runtime carry their ids
+from here on), run them through the coalescer, then commit vectors + metrics in one transaction.
+The task returns only after that commit, and acks_late acknowledges the message only then.
 
 Latency parts, all in milliseconds and disjoint, so total >= their sum:
   queue_wait: client's enqueue (message header) to the task starting on a worker (wall clocks of
               two machines: clamped at 0 if they disagree);
+  tokenize:   turning the job's texts into token ids, in the job's own thread;
   batch_wait: time in the coalescing buffer that was not this job's own batches computing;
-  tokenize, forward: of the batches the job rode in (summed if it was split);
-  persist: writing the job's rows, up to the commit;
-  total: enqueue to the commit. Whatever is left (validation, claim and cache lookup) is in total
-         only.
+  forward:    of the batches the job rode in (summed if it was split);
+  persist:    handing the rows to the database writer, up to the commit (timed by storage);
+  total:      enqueue to the commit. Whatever is left (validation, claim and cache lookup) is in
+              total only.
 """
 from __future__ import annotations
 
@@ -25,9 +26,8 @@ import numpy as np
 
 import storage
 from schemas import InvalidJob, validate_job
-from storage.retry import is_transient
 
-from .runtime import get_runtime
+from .runtime import Runtime
 
 log = logging.getLogger("embedq.worker")
 
@@ -38,116 +38,93 @@ class JobFailed(RuntimeError):
     """The job could not be completed; the message is the reason stored with it."""
 
 
-def run_job(request, texts, model=None, prompt_name=None, dims=None, normalize=True) -> dict:
-    """Run the job carried by Celery `request` (its id is the job id); returns the job summary."""
+def run_job(rt: Runtime, request, texts, model=None, prompt_name=None, dims=None, normalize=True) -> dict:
+    """Run the job carried by Celery `request` (its id is the job id); returns the job summary.
+
+    Raises InvalidJob or JobFailed for a job that cannot succeed (the caller records it with
+    `record_failure`), and a transient database error for one that may succeed later.
+    """
     t0 = time.monotonic()
-    rt = get_runtime()
-    s = rt.settings
-    db = s.database()
     job_id = request.id
     worker = getattr(request, "hostname", None) or rt.name
     enqueued = getattr(request, ENQUEUED_HEADER, None) or (request.headers or {}).get(ENQUEUED_HEADER)
     queue_wait_ms = max(0.0, (time.time() - float(enqueued)) * 1000.0) if enqueued else 0.0
-    retry = partial(storage.with_retry, retries=s.db_retries, base_ms=s.db_retry_base_ms)
+    retry = partial(storage.with_retry, retries=rt.settings.db_retries, base_ms=rt.settings.db_retry_base_ms)
 
-    try:
-        req = validate_job(dict(texts=texts, model=model, prompt_name=prompt_name, dims=dims, normalize=normalize),
-                           limits=rt.limits, served=rt.served)
-    except InvalidJob as e:
-        reason, n = str(e), len(texts) if isinstance(texts, (list, tuple)) else 0
-        retry(lambda: storage.mark_failed(job_id, reason, worker=worker, model=_short(model), count=n, url=db),
-              what="recording a failed job")
-        log.info("job %s rejected: %s", job_id, reason)
-        raise
-
+    req = validate_job(dict(texts=texts, model=model, prompt_name=prompt_name, dims=dims, normalize=normalize),
+                       limits=rt.limits, served=rt.served)
     hashes = [storage.content_hash(rt.fingerprint, req.prompt_name, req.dims, req.normalize, t) for t in req.texts]
-    claim = retry(lambda: rt.writer.claim(job_id, model=rt.served.name, prompt_name=req.prompt_name,
-                                          dims=req.dims, normalize=req.normalize, count=len(req.texts),
-                                          worker=worker, hashes=hashes), what="claiming a job")
+    claim = retry(lambda: rt.writer.claim(storage.ClaimRequest(
+        job_id, model=rt.served.name, prompt_name=req.prompt_name, dims=req.dims, normalize=req.normalize,
+        count=len(req.texts), worker=worker, hashes=hashes)), what="claiming a job")
     if claim.status == "done":
         log.info("job %s was already done (redelivered); not recomputing", job_id)
-        return summary(job_id, db)
+        return summary(rt.db, job_id)
     if claim.status == "failed":
-        raise JobFailed(storage.get_job(job_id, url=db)["error"] or "failed earlier")
+        raise JobFailed(storage.get_job(rt.db, job_id)["error"] or "failed earlier")
 
     try:
-        return _compute_and_store(rt, req, hashes, claim.cached, job_id, worker, db, retry, t0, queue_wait_ms)
+        vectors, stats = _compute(rt, req, hashes, claim.cached)
     except Exception as e:
-        if is_transient(e):
-            raise  # the task re-queues it (see tasks.embed); recorded as failed only when retries run out
-        reason = f"{type(e).__name__}: {e}"
-        log.exception("job %s failed", job_id)
-        try:
-            retry(lambda: storage.mark_failed(job_id, reason, worker=worker, url=db), what="recording a failed job")
-        except Exception:
-            log.exception("could not record the failure of job %s", job_id)
-        raise JobFailed(reason) from e
+        log.exception("job %s could not be computed", job_id)
+        raise JobFailed(f"{type(e).__name__}: {e}") from e
+    batch_ids = stats.pop("batch_ids")
+    stats.update(queue_wait_ms=queue_wait_ms, worker=worker)
+    save = storage.SaveRequest(job_id, texts=req.texts, hashes=hashes, vectors=vectors, model=rt.served.name,
+                               batch_ids=batch_ids, metrics=stats, started=t0, worker=worker)
+    if not retry(lambda: rt.writer.save(save), what="storing a job"):
+        log.info("job %s was stored by another delivery first", job_id)
+        return summary(rt.db, job_id)
+    return dict(job_id=job_id, status="done", count=len(req.texts), dim=save.dim, model=rt.served.name,
+                batch_ids=batch_ids, latency_ms=stats["total_ms"], cache_hits=stats["cache_hits"])
 
 
-def _compute_and_store(rt, req, hashes, cached, job_id, worker, db, retry, t0, queue_wait_ms) -> dict:
-    texts = req.texts
-    backend = rt.backend
+def _compute(rt: Runtime, req, hashes: list[str], cached: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
+    """Vectors for every text (cache hits copied, misses computed) and the job's metrics so far."""
     misses = [i for i, h in enumerate(hashes) if h not in cached]
-
+    stats = dict(tokenize_ms=0.0, batch_wait_ms=0.0, forward_ms=0.0, batch_size=0, batch_jobs=0, tokens=0,
+                 truncated=0, cache_hits=len(hashes) - len(misses), batch_ids=[])
     vectors: np.ndarray | None = None
-    stats = dict(batch_wait_ms=0.0, tokenize_ms=0.0, forward_ms=0.0, batch_size=0, batch_jobs=0,
-                 tokens=0, truncated=0)
-    batch_ids: list[str] = []
     if misses:
-        miss_texts = [texts[i] for i in misses]
-        counts = backend.token_counts(miss_texts, req.prompt_name)
-        limit = getattr(backend, "max_tokens", None) or backend.info.get("max_tokens")
-        truncated = 0
-        if limit:
-            # token_counts are after truncation; only texts at the limit can have been cut.
-            truncated = sum(1 for t, c in zip(miss_texts, counts)
-                            if c >= limit and backend.untruncated_length(t, req.prompt_name) > limit)
-        ticket = rt.coalescer.submit(miss_texts, counts, req.prompt_name, req.dims, req.normalize)
+        encoded = rt.backend.encode([req.texts[i] for i in misses], req.prompt_name)
+        ticket = rt.coalescer.submit(encoded, req.dims, req.normalize)
         computed = ticket.wait(timeout=rt.settings.visibility_timeout_s)
-        vectors = np.empty((len(texts), computed.shape[1]), dtype=np.float32)
+        vectors = np.empty((len(hashes), computed.shape[1]), dtype=np.float32)
         vectors[misses] = computed
-        batch_ids = list(ticket.batch_ids)
-        stats.update(batch_wait_ms=ticket.waited_ms, tokenize_ms=ticket.tokenize_ms, forward_ms=ticket.forward_ms,
-                     batch_size=ticket.batch_size, batch_jobs=ticket.batch_jobs, tokens=int(sum(counts)),
-                     truncated=truncated)
+        stats.update(tokenize_ms=encoded.tokenize_ms, batch_wait_ms=ticket.waited_ms, forward_ms=ticket.forward_ms,
+                     batch_size=ticket.batch_size, batch_jobs=ticket.batch_jobs, tokens=encoded.tokens,
+                     truncated=encoded.n_truncated, batch_ids=list(ticket.batch_ids))
     for i, h in enumerate(hashes):
         if h in cached:
             if vectors is None:
-                vectors = np.empty((len(texts), cached[h].shape[0]), dtype=np.float32)
+                vectors = np.empty((len(hashes), cached[h].shape[0]), dtype=np.float32)
             vectors[i] = cached[h]
-
-    timing: dict = {}
-
-    def metrics() -> dict:
-        # Called inside the write transaction once the rows are written: persist_ms covers waiting
-        # for the group writer and writing; only the COMMIT itself falls outside it (a retried
-        # attempt restarts the clock).
-        now = time.monotonic()
-        timing["total_ms"] = queue_wait_ms + (now - t0) * 1000.0
-        return dict(queue_wait_ms=queue_wait_ms, **stats, cache_hits=len(texts) - len(misses), worker=worker,
-                    persist_ms=(now - timing["persist_start"]) * 1000.0, total_ms=timing["total_ms"])
-
-    def save() -> bool:
-        timing["persist_start"] = time.monotonic()
-        return rt.writer.save(job_id, texts=texts, hashes=hashes, vectors=vectors, model=rt.served.name,
-                              batch_ids=batch_ids, metrics=metrics, worker=worker)
-
-    if not retry(save, what="storing a job"):
-        log.info("job %s was stored by another delivery first", job_id)
-        return summary(job_id, db)
-    return dict(job_id=job_id, status="done", count=len(texts), dim=int(vectors.shape[1]), model=rt.served.name,
-                batch_ids=batch_ids, latency_ms=timing["total_ms"], cache_hits=len(texts) - len(misses))
+    return vectors, stats
 
 
-def summary(job_id: str, db: str) -> dict:
-    job = storage.get_job(job_id, url=db)
+def record_failure(rt: Runtime, job_id: str, error: BaseException, texts=None, model=None) -> None:
+    """Store a job as failed with the reason `error` gives; best effort (the database may be what
+    failed, and Celery's own FAILURE state still records it then)."""
+    reason = str(error)[:2000]
+    log.info("job %s failed: %s", job_id, reason)
+    count = len(texts) if isinstance(texts, (list, tuple)) else 0
+    try:
+        storage.with_retry(lambda: storage.mark_failed(rt.db, job_id, reason, worker=rt.name, count=count,
+                                                       model=None if model is None else str(model)[:255]),
+                           retries=rt.settings.db_retries, base_ms=rt.settings.db_retry_base_ms,
+                           what="recording a failed job")
+    except Exception:
+        log.exception("could not record the failure of job %s", job_id)
+
+
+def summary(db: storage.Database, job_id: str) -> dict:
+    job = storage.get_job(db, job_id)
     out = dict(job_id=job_id, status=job["status"], count=job["count"], dim=job["dim"], model=job["model"],
                batch_ids=job["batch_ids"], latency_ms=None, cache_hits=None)
     if job["status"] == "done":
-        m = storage.get_metrics(job_id, url=db)
+        m = storage.get_metrics(db, job_id)
         out.update(latency_ms=m["total_ms"], cache_hits=m["cache_hits"])
     return out
 
 
-def _short(v) -> str | None:
-    return None if v is None else str(v)[:255]
+__all__ = ["run_job", "record_failure", "summary", "JobFailed", "InvalidJob", "ENQUEUED_HEADER"]

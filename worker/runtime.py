@@ -20,6 +20,7 @@ log = logging.getLogger("embedq.worker")
 @dataclass
 class Runtime:
     settings: Settings
+    db: storage.Database
     backend: EmbeddingBackend
     served: ServedModel
     fingerprint: str
@@ -51,13 +52,13 @@ def start_runtime(settings: Settings | None = None, backend: EmbeddingBackend | 
         if backend is None:
             log.info("loading model %s (threads=%s, activations=%s)", s.model, s.threads or "all", s.activations)
             backend = NativeBackend(s.model, threads=s.threads, activations=s.activations)
-        storage.upgrade(s.database())
+        db = storage.connect(s.database())
         served = backend.served()
         _runtime = Runtime(
-            settings=s, backend=backend, served=served, fingerprint=backend.fingerprint,
+            settings=s, db=db, backend=backend, served=served, fingerprint=backend.fingerprint,
             coalescer=Coalescer(backend, s.batch_tokens, s.batch_wait_ms),
-            writer=storage.GroupWriter(s.database()),
-            limits=JobLimits(max_texts=s.max_texts, max_chars=s.max_chars, max_job_chars=s.max_job_chars),
+            writer=storage.GroupWriter(db),
+            limits=s.job_limits(),
             name=name or f"{socket.gethostname()}",
         )
         log.info("serving %s (dim %d) from %s; batches of <= %d tokens, wait <= %.1f ms",

@@ -3,7 +3,8 @@
 embed(texts, model=None, prompt_name=None, dims=None, normalize=True) -> summary dict
     {job_id, status, count, dim, model, batch_ids, latency_ms, cache_hits}
 The job id is the Celery task id; vectors and metrics are read with storage.get_vectors/get_metrics.
-A job rejected by validation raises schemas.InvalidJob (and is stored as failed with the reason).
+A job rejected by validation raises schemas.InvalidJob, one that cannot be computed JobFailed; both
+are stored as failed with the reason.
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import time
 from celery import Task
 
 from schemas import InvalidJob
-from storage.retry import is_transient
+from storage import is_transient
 
 from .app import app
-from .job_runner import ENQUEUED_HEADER, JobFailed, run_job
+from .job_runner import ENQUEUED_HEADER, JobFailed, record_failure, run_job
+from .runtime import get_runtime
 
 
 class EmbedTask(Task):
@@ -34,22 +36,23 @@ class EmbedTask(Task):
 @app.task(bind=True, base=EmbedTask, name="embedq.embed", acks_late=True, reject_on_worker_lost=True,
           throws=(InvalidJob, JobFailed))
 def embed(self, texts, model=None, prompt_name=None, dims=None, normalize=True):
+    rt = get_runtime()
     try:
-        return run_job(self.request, texts, model=model, prompt_name=prompt_name, dims=dims, normalize=normalize)
-    except Exception as e:
-        if not is_transient(e):
+        return run_job(rt, self.request, texts, model=model, prompt_name=prompt_name, dims=dims, normalize=normalize)
+    except Exception as exc:
+        # The one place that decides what a job's error means: a transient database error is
+        # retried through the broker until max_retries; anything else fails the job, recorded.
+        error = exc
+        if is_transient(exc):
+            if self.request.retries < self.max_retries:
+                raise self.retry(exc=exc, countdown=min(60, 2 ** (self.request.retries + 1))) from exc
+            error = JobFailed(f"database unavailable after {self.max_retries} retries: {type(exc).__name__}: {exc}")
+        elif not isinstance(exc, (InvalidJob, JobFailed)):
+            error = JobFailed(f"{type(exc).__name__}: {exc}")
+        record_failure(rt, self.request.id, error, texts=texts, model=model)
+        if error is exc:
             raise
-        if self.request.retries >= self.max_retries:
-            import storage
-            from schemas.settings import get_settings
-
-            reason = f"database unavailable after {self.max_retries} retries: {type(e).__name__}: {e}"
-            try:
-                storage.mark_failed(self.request.id, reason[:2000], url=get_settings().database())
-            except Exception:
-                pass  # the database is what is failing; Celery's own FAILURE state still records it
-            raise JobFailed(reason) from e
-        raise self.retry(exc=e, countdown=min(60, 2 ** (self.request.retries + 1))) from e
+        raise error from exc
 
 
 @app.task(bind=True, name="embedq.ping", acks_late=True)

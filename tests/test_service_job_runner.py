@@ -1,0 +1,80 @@
+"""The job pipeline in process (no broker): a job's texts are tokenized exactly once, the metrics
+carry the runtime's own counts, cache hits are not tokenized at all, and every failure is recorded."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import storage
+from schemas import InvalidJob
+from schemas.settings import Settings
+from worker.backend import NativeBackend
+from worker.job_runner import JobFailed, record_failure, run_job
+from worker.runtime import start_runtime, stop_runtime
+
+
+@pytest.fixture
+def rt(minilm_gguf, tmp_path):
+    backend = NativeBackend(minilm_gguf, threads=1)
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'jobs.sqlite'}", batch_wait_ms=1,
+                        max_texts=8)
+    runtime = start_runtime(settings, backend=backend, name="inproc@test")
+    yield runtime
+    stop_runtime()
+    storage.dispose_all()
+
+
+def request(job_id: str) -> SimpleNamespace:
+    return SimpleNamespace(id=job_id, hostname="inproc@test", headers={})
+
+
+def test_each_computed_text_is_tokenized_exactly_once(rt, service_model):
+    model = rt.backend.model
+    texts = ["a first text about rivers", "a second one, about mountains " * 60, "a third"]
+    before = model.texts_tokenized
+    summary = run_job(rt, request("once"), texts)
+    assert model.texts_tokenized - before == len(texts)
+    np.testing.assert_array_equal(storage.get_vectors(rt.db, "once"), service_model.embed(texts))
+    m = storage.get_metrics(rt.db, "once")
+    # The stored counts are the runtime's own: tokens after truncation, and the one long text cut.
+    encoded = service_model.encode(texts)
+    assert (m["tokens"], m["truncated"]) == (encoded.tokens, 1) and encoded.n_truncated == 1
+    assert summary["latency_ms"] == m["total_ms"] and m["total_ms"] >= m["persist_ms"] > 0
+
+    # A repeat is served from the content-hash cache: nothing is tokenized, and only the new text is.
+    before = model.texts_tokenized
+    run_job(rt, request("again"), texts + ["one new text"])
+    assert model.texts_tokenized - before == 1
+    assert storage.get_metrics(rt.db, "again")["cache_hits"] == len(texts)
+
+
+def test_a_prompt_is_applied_once_in_the_runtime(minilm_gguf, tmp_path, service_model):
+    # MiniLM has no named prompts; a job asking for one is rejected before anything is tokenized.
+    backend = NativeBackend(minilm_gguf, threads=1)
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'p.sqlite'}", batch_wait_ms=1)
+    rt = start_runtime(settings, backend=backend, name="inproc@test")
+    try:
+        before = backend.model.texts_tokenized
+        with pytest.raises(InvalidJob, match="unknown prompt_name 'query'"):
+            run_job(rt, request("prompted"), ["x"], prompt_name="query")
+        assert backend.model.texts_tokenized == before
+    finally:
+        stop_runtime()
+        storage.dispose_all()
+
+
+def test_failures_are_recorded_in_one_place_with_their_reason(rt):
+    with pytest.raises(InvalidJob, match="limit is 8") as bad:
+        run_job(rt, request("too-many"), [f"t{i}" for i in range(9)])
+    # run_job raises; the task records. Nothing was written before the record.
+    with pytest.raises(storage.JobNotFound):
+        storage.get_job(rt.db, "too-many")
+    record_failure(rt, "too-many", bad.value, texts=[f"t{i}" for i in range(9)])
+    job = storage.get_job(rt.db, "too-many")
+    assert (job["status"], job["count"]) == ("failed", 9) and "limit is 8" in job["error"]
+
+    # A redelivery of a failed job is answered from its row, not recomputed.
+    with pytest.raises(JobFailed, match="limit is 8"):
+        run_job(rt, request("too-many"), ["now valid"])
