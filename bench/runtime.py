@@ -1,0 +1,294 @@
+"""`embedq bench runtime`: our runtime beside llama.cpp and sentence-transformers.
+
+Each engine runs in its own subprocess (same texts, same thread count) so that
+load time and peak RSS are its own. Results print as a table, replace the section
+`runtime-MODEL-CORPUS` of BENCHMARKS.md (bench/report.py) with the command that
+reproduces it, and come as a plot, docs/bench-runtime-MODEL-CORPUS.png (throughput
+vs batch size, latency distributions).
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import report
+
+DATA = Path(__file__).parent / "data"
+BATCH_SIZES = (1, 8, 32, 128)
+
+
+def load_corpus(name: str, n: int) -> list[str]:
+    """'short': short English sentences; 'long': the multilingual test corpus
+    (longer, many scripts). Repeated/cut to exactly n texts."""
+    if name == "short":
+        texts = (DATA / "bench_short_en.txt").read_text(encoding="utf-8").splitlines()
+    elif name == "long":
+        p = DATA / "corpus_multilingual.txt"
+        texts = [t for t in p.read_text(encoding="utf-8").splitlines() if t.strip()]
+    else:
+        p = Path(name)
+        texts = [t for t in p.read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts = [t for t in texts if t.strip()]
+    out = (texts * (n // len(texts) + 1))[:n]
+    return out
+
+
+# --- engines (run inside the child process) ----------------------------------
+
+def _engine_embedq(model: str, threads: int, opts: dict):
+    from native import Model
+
+    m = Model(model, threads=threads, activations=opts.get("activations", "f32"))
+    meta = {"kernels": m.info["kernels"], "weight_type": m.info["weight_type"], "tokenize_ms": 0.0, "forward_ms": 0.0}
+
+    def run(batch):
+        v, stats = m.embed_with_stats(batch)
+        meta["tokenize_ms"] += stats["tokenize_ms"]
+        meta["forward_ms"] += stats["forward_ms"]
+        return v
+
+    return run, meta
+
+
+def _engine_llama(model: str, threads: int, opts: dict):
+    import llama_cpp
+
+    n_ctx = int(opts.get("n_ctx", 512))
+    llm = llama_cpp.Llama(
+        model_path=model, embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=threads,
+        n_threads_batch=threads, verbose=False, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+        n_seq_max=int(opts.get("n_seq_max", 64)),
+    )
+
+    def run(batch):
+        return np.asarray(llm.embed(batch, normalize=True, truncate=True), dtype=np.float32)
+
+    return run, {"n_ctx": n_ctx, "version": llama_cpp.__version__}
+
+
+def _engine_st(model: str, threads: int, opts: dict):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(threads)
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(opts["hf_dir"], device="cpu")
+    return lambda batch: st.encode(batch, batch_size=len(batch), normalize_embeddings=True), {"torch": torch.__version__}
+
+
+ENGINES = {"embedq": _engine_embedq, "llama.cpp": _engine_llama, "sentence-transformers": _engine_st}
+
+
+def _child(spec: dict) -> dict:
+    texts = spec["texts"]
+    t0 = time.perf_counter()
+    run, meta = ENGINES[spec["engine"]](spec["model"], spec["threads"], spec.get("opts", {}))
+    load_s = time.perf_counter() - t0
+    run(texts[:2])  # warm-up: first-call allocations and page faults
+    results = []
+    for bs in spec["batch_sizes"]:
+        lat = []
+        deadline = time.perf_counter() + spec.get("max_seconds", 60)
+        done = 0
+        for i in range(0, len(texts), bs):
+            batch = texts[i:i + bs]
+            t = time.perf_counter()
+            run(batch)
+            lat.append((time.perf_counter() - t) * 1000)
+            done += len(batch)
+            if time.perf_counter() > deadline:
+                break
+        total_s = sum(lat) / 1000
+        results.append({
+            "batch_size": bs, "texts": done, "seconds": total_s,
+            "texts_per_s": done / total_s, "latency_ms": lat,
+        })
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"engine": spec["engine"], "label": spec.get("label", spec["engine"]), "load_s": load_s,
+            "peak_rss_mb": rss_mb, "meta": meta, "results": results}
+
+
+def run_engine(spec: dict, timeout: float = 1800) -> dict | None:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    p = subprocess.run([sys.executable, "-m", "bench.runtime", "--child"], input=json.dumps(spec), text=True,
+                       capture_output=True, env=env, timeout=timeout)
+    if p.returncode != 0:
+        print(f"  {spec.get('label', spec['engine'])} failed:\n{p.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def token_lengths(model, texts: list[str]) -> list[int]:
+    """Tokens each text occupies in a forward pass (special tokens added, truncated)."""
+    if hasattr(model, "encode"):
+        return [int(n) for n in model.encode(texts).lengths]
+    return [int(n) for n in model.token_counts(texts)]
+
+
+def count_tokens(model: str, texts: list[str]) -> int:
+    from native import Model
+
+    return sum(token_lengths(Model(model, threads=1), texts))
+
+
+def summarize(r: dict) -> dict:
+    lat = np.array(r["latency_ms"])
+    return {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+            "p99": float(np.percentile(lat, 99))}
+
+
+def render_markdown(title: str, setup: str, runs: list[dict], tokens_per_text: float) -> str:
+    lines = [f"## {title}", "", setup, "",
+             "| engine | batch | texts/s | tokens/s | p50 ms | p95 ms | p99 ms | load s | peak RSS MB | vs llama.cpp best | vs sentence-transformers |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    best_llama = {}
+    st = {}
+    for run in runs:
+        for r in run["results"]:
+            if run["engine"] == "llama.cpp":
+                best_llama[r["batch_size"]] = max(best_llama.get(r["batch_size"], 0), r["texts_per_s"])
+            if run["engine"] == "sentence-transformers":
+                st[r["batch_size"]] = r["texts_per_s"]
+    for run in runs:
+        for r in run["results"]:
+            s = summarize(r)
+            bs = r["batch_size"]
+            vs_l = f"{r['texts_per_s'] / best_llama[bs]:.2f}x" if bs in best_llama else "–"
+            vs_s = f"{r['texts_per_s'] / st[bs]:.2f}x" if bs in st else "–"
+            lines.append(
+                f"| {run['label']} | {bs} | {r['texts_per_s']:.1f} | {r['texts_per_s'] * tokens_per_text:.0f} | "
+                f"{s['p50']:.1f} | {s['p95']:.1f} | {s['p99']:.1f} | {run['load_s']:.2f} | {run['peak_rss_mb']:.0f} | {vs_l} | {vs_s} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run in runs:
+        xs = [r["batch_size"] for r in run["results"]]
+        a.plot(xs, [r["texts_per_s"] for r in run["results"]], marker="o", label=run["label"])
+    a.set_xscale("log", base=2)
+    a.set_xlabel("batch size (texts)")
+    a.set_ylabel("texts / s")
+    a.set_title("throughput vs batch size")
+    a.legend(fontsize=8)
+    data, labels = [], []
+    for run in runs:
+        for r in run["results"]:
+            if r["batch_size"] == 32:
+                data.append(np.array(r["latency_ms"]) / 32)
+                labels.append(run["label"])
+    if data:
+        b.boxplot(data, showfliers=True)
+        b.set_xticks(range(1, len(labels) + 1), labels, rotation=20, fontsize=7)
+    b.set_ylabel("ms per text (batch 32)")
+    b.set_title("latency distribution")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_sizes, peers: list[str],
+                  hf_dir: str | None, output: Path | None, llama_model: str | None, activations: list[str],
+                  llama_ctx: list[int], max_seconds: float, command: str = "") -> list[dict]:
+    from tqdm import tqdm
+
+    texts = load_corpus(corpus, n_texts)
+    tokens_per_text = count_tokens(model, texts) / len(texts)
+    specs = []
+    for act in activations:
+        specs.append({"engine": "embedq", "label": f"embedq ({act})", "model": model, "opts": {"activations": act}})
+    if "llama.cpp" in peers:
+        for ctx in llama_ctx:
+            specs.append({"engine": "llama.cpp", "label": f"llama.cpp (n_ctx=n_batch={ctx})",
+                          "model": llama_model or model, "opts": {"n_ctx": ctx}})
+    if "sentence-transformers" in peers and hf_dir:
+        specs.append({"engine": "sentence-transformers", "label": "sentence-transformers (torch)", "model": model,
+                      "opts": {"hf_dir": hf_dir}})
+    runs = []
+    for spec in tqdm(specs, desc="engines", unit="engine"):
+        spec.update(texts=texts, threads=threads, batch_sizes=list(batch_sizes), max_seconds=max_seconds)
+        r = run_engine(spec)
+        if r:
+            runs.append(r)
+            tqdm.write(f"  {r['label']}: " + ", ".join(
+                f"b{x['batch_size']}={x['texts_per_s']:.1f}/s" for x in r["results"]))
+    name = Path(model).stem
+    setup = (f"Model `{name}`, corpus `{corpus}` ({len(texts)} texts, {tokens_per_text:.1f} tokens/text), "
+             f"{threads} threads, CPU: {report.cpu_name()}, {time.strftime('%Y-%m-%d')}.")
+    md = render_markdown(f"Runtime: {name} ({corpus} texts)", setup, runs, tokens_per_text)
+    for run in runs:
+        if run["engine"] == "embedq" and run["meta"].get("forward_ms"):
+            share = run["meta"]["tokenize_ms"] / run["meta"]["forward_ms"]
+            md += f"\n{run['label']}: tokenization {100 * share:.2f}% of forward time ({run['meta']['kernels']} kernels).\n"
+    if command:
+        md += f"\n{command}\n"
+    print(md)
+    if output:
+        png, link = report.plot_path(output, f"bench-runtime-{name}-{corpus}.png")
+        plot(runs, png, f"{name}, {corpus} texts, {threads} threads")
+        report.replace_section(output, f"runtime-{name}-{corpus}", md + f"\n![throughput and latency]({link})\n")
+        print(f"wrote {output} and {png}")
+    return runs
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", required=True, help="GGUF path or known model name (e.g. all-MiniLM-L6-v2:q8_0)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--corpus", default="short", help="short | long | PATH (one text per line)")
+    p.add_argument("--texts", type=int, default=256, help="texts per batch size")
+    p.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)))
+    p.add_argument("--peers", default="llama.cpp,sentence-transformers",
+                   help="comma list of peers to run beside embedq (empty for none)")
+    p.add_argument("--hf-dir", help="sentence-transformers folder (default: from the model name's cache)")
+    p.add_argument("--llama-model", help="GGUF for llama.cpp (default: the same file)")
+    p.add_argument("--llama-ctx", default="512,2048", help="llama.cpp n_ctx=n_batch values to try")
+    p.add_argument("--activations", default="f32,int8", help="embedq activation schemes to run")
+    p.add_argument("--max-seconds", type=float, default=90, help="time cap per engine and batch size")
+    p.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"), help="markdown file to update ('' for none)")
+
+
+def run_cli(args) -> int:
+    from native import hub
+
+    model = str(hub.resolve(args.model))
+    hf_dir = args.hf_dir
+    if hf_dir is None:
+        name, _ = hub.split_name(args.model)
+        if name in hub.MODELS:
+            hf_dir = str(hub.fetch(name))
+    peers = [p for p in args.peers.split(",") if p]
+    output = args.output if str(args.output) not in ("", ".") else None
+    bench_runtime(model, args.threads, args.corpus, args.texts, [int(b) for b in args.batch_sizes.split(",")],
+                  peers, hf_dir, output, args.llama_model,
+                  [a for a in args.activations.split(",") if a], [int(c) for c in args.llama_ctx.split(",")],
+                  args.max_seconds, reproduce_line(args))
+    return 0
+
+
+def reproduce_line(args) -> str:
+    """The command that regenerates this section, every measurement option spelled out."""
+    return report.reproduce("runtime", [
+        ("--model", args.model), ("--threads", args.threads), ("--corpus", args.corpus), ("--texts", args.texts),
+        ("--batch-sizes", args.batch_sizes), ("--peers", args.peers), ("--llama-ctx", args.llama_ctx),
+        ("--activations", args.activations), ("--max-seconds", f"{args.max_seconds:g}"),
+        ("--hf-dir", args.hf_dir), ("--llama-model", args.llama_model)])
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--child"]:
+        print(json.dumps(_child(json.loads(sys.stdin.read()))))
