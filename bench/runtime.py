@@ -127,17 +127,11 @@ def run_engine(spec: dict, timeout: float = 1800) -> dict | None:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def token_lengths(model, texts: list[str]) -> list[int]:
-    """Tokens each text occupies in a forward pass (special tokens added, truncated)."""
-    if hasattr(model, "encode"):
-        return [int(n) for n in model.encode(texts).lengths]
-    return [int(n) for n in model.token_counts(texts)]
-
-
 def count_tokens(model: str, texts: list[str]) -> int:
+    """Tokens the texts occupy in forward passes (special tokens added, truncated)."""
     from native import Model
 
-    return sum(token_lengths(Model(model, threads=1), texts))
+    return Model(model, threads=1).encode(texts).tokens
 
 
 def summarize(r: dict) -> dict:
