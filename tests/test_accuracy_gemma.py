@@ -1,14 +1,48 @@
 """EmbeddingGemma-300M through the native runtime against sentence-transformers
-(torch 2.13.0, CPU): F32 accuracy, prompts, Matryoshka dims."""
+(torch 2.13.0, CPU): F32 and Q8_0 accuracy, token ids, prompts, Matryoshka dims.
+
+Besides the hard thresholds, the corpus figures these tests measure (F32 and Q8_0 files, f32
+activations, token ids) must equal the ones published in BENCHMARKS.md, i.e. the rows of
+bench/results/accuracy.json written by `embedq bench accuracy` (same corpus, same cached
+sentence-transformers reference, bench.accuracy.figures), within these margins:
+
+- min and median cosine: |measured - published| <= 2e-5;
+- max abs diff: |measured - published| <= 2e-5;
+- texts under 0.999 cosine: exactly the published count, except that texts whose cosine lies
+  within 2e-5 of 0.999 may fall on either side;
+- token ids equal to HF's: exactly the published count.
+
+Our vectors do not depend on batching or thread count, and with f32 activations the kernel
+sets agree to ~1e-6, so the margin only absorbs noise. A missing row fails: rerun
+`embedq bench accuracy --models embeddinggemma-300m` after a change that moves the figures.
+"""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from native import Model
-from references import st_vectors
+from bench.accuracy import (RESULTS_FILE, discrepancies, find_row, forward_ids, hf_ids, load_results,
+                            token_agreement)
+from bench.references import st_vectors
+from native import Model, hub
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers, pytest.mark.gemma]
+
+MODEL = "embeddinggemma-300m"
+MARGIN = 2e-5
+
+
+@pytest.fixture(scope="module")
+def published() -> dict:
+    assert RESULTS_FILE.exists(), f"{RESULTS_FILE} is missing: run `embedq bench accuracy`"
+    return load_results(RESULTS_FILE)
+
+
+def assert_published(published: dict, vectors: np.ndarray, reference: np.ndarray, file_type: str) -> None:
+    row = find_row(published, MODEL, file_type, "embedq", "f32")
+    assert row is not None, f"no published {MODEL} {file_type} row in {RESULTS_FILE}"
+    problems = discrepancies(vectors, reference, row, MARGIN, MARGIN)
+    assert not problems, f"{file_type} differs from BENCHMARKS.md: {problems}"
 
 
 def cosines(a, b):
@@ -25,13 +59,30 @@ def reference(gemma_dir, corpus):
     return st_vectors(gemma_dir, corpus)
 
 
-def test_f32_matches_sentence_transformers(gemma, corpus, reference):
+def test_f32_matches_sentence_transformers(gemma, corpus, reference, published):
     ours = gemma.embed(corpus)
     assert ours.shape == (len(corpus), 768)
     cos = cosines(ours, reference)
     worst = int(cos.argmin())
     assert cos.min() >= 0.9999, f"min cosine {cos.min():.6f} on {corpus[worst][:80]!r}"
     assert np.abs(ours - reference).max() < 2e-3
+    assert_published(published, ours, reference, "f32")
+
+
+def test_q8_0_matches_sentence_transformers(corpus, reference, published):
+    ours = Model(hub.pull(MODEL, "q8_0", progress=False), threads=2).embed(corpus)
+    cos = cosines(ours, reference)
+    assert cos.min() >= 0.997 and np.median(cos) >= 0.9997, (cos.min(), np.median(cos))
+    assert_published(published, ours, reference, "q8_0")
+
+
+def test_token_ids_match_hf_as_published(gemma, gemma_dir, corpus, published):
+    # The ids the forward pass gets (<bos> ... <eos>, truncated at 2048) against HF's AutoTokenizer.
+    equal = token_agreement(forward_ids(gemma, corpus), hf_ids(gemma_dir, corpus, gemma.max_tokens))
+    assert equal == len(corpus), f"{len(corpus) - equal} texts tokenize differently from HF"
+    for file_type in ("f32", "q8_0"):
+        row = find_row(published, MODEL, file_type)
+        assert row is not None and row["token_ids_equal"] == equal, (file_type, row and row["token_ids_equal"])
 
 
 def test_info_describes_the_model(gemma):
