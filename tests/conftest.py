@@ -58,7 +58,7 @@ def gemma_gguf() -> Path:
 
 @pytest.fixture(scope="session")
 def corpus() -> list[str]:
-    from corpus import load_corpus
+    from bench.corpus import load_corpus
 
     return load_corpus()
 

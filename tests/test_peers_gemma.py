@@ -7,7 +7,7 @@ import pytest
 
 from native import Model, hub
 from peers import llama_cpp_convert
-from references import st_vectors
+from bench.references import st_vectors
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers, pytest.mark.gemma]
 
