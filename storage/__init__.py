@@ -11,6 +11,7 @@ from .database import Database, connect, dispose_all
 from .engine import StorageError
 from .group_writer import GroupWriter
 from .migrate import current_revision, head_revision, upgrade
+from .lifecycle import count_jobs, delete_jobs, list_jobs, parse_duration
 from .models import LATENCY_FIELDS
 from .queries import (
                       JobNotDone,
@@ -33,4 +34,5 @@ __all__ = [
     "JobNotFound", "JobNotDone", "LATENCY_FIELDS",
     "Claim", "ClaimRequest", "SaveRequest", "claim", "save", "mark_failed", "cached_vectors", "GroupWriter",
     "content_hash", "with_retry", "is_transient",
+    "list_jobs", "delete_jobs", "count_jobs", "parse_duration",
 ]
