@@ -1,17 +1,18 @@
-"""`embedq COMMAND ...`: the parser and the dispatcher; commands live in models, service, bench."""
+"""`embedq COMMAND ...`: the parser and the dispatcher; commands live in models, service, http_cmd,
+jobs_cmd, bench."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import bench, models, service
+from . import bench, http_cmd, jobs_cmd, models, service
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="embedq", description="Queue-driven CPU embedding service")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for area in (models, service, bench):
+    for area in (models, service, http_cmd, jobs_cmd, bench):
         area.register(sub)
     return parser
 

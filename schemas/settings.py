@@ -50,6 +50,19 @@ class Settings(BaseSettings):
     max_job_chars: int = Field(DEFAULT_LIMITS.max_job_chars, ge=1,
                                description="Most characters in one job, all texts together.")
     log_level: str = Field("INFO", description="Worker log level.")
+    # -- the HTTP gateway (`embedq http`, gateway/) --
+    http_host: str = Field("127.0.0.1", description="Address `embedq http` binds to. Anything but loopback "
+                           "needs EMBEDQ_API_KEYS (or --allow-no-keys).")
+    http_port: int = Field(8000, ge=0, le=65535, description="Port of `embedq http`.")
+    http_wait_s: float = Field(60.0, gt=0, description="Longest time POST /v1/embeddings waits for its job; "
+                               "past it the answer is 504 naming /v1/jobs/ID, where the job (still running) "
+                               "can be fetched later.")
+    http_max_queue: int = Field(1000, ge=0, description="Backpressure: while more than this many jobs wait "
+                                "in the broker queue (not yet taken by a worker), new HTTP jobs get 429.")
+    http_wait_threads: int = Field(64, ge=1, description="Requests one gateway process waits on at once "
+                                   "(one thread each); more wait for a free thread.")
+    api_keys: str = Field("", description="Comma-separated API keys of the HTTP gateway (Authorization: "
+                          "Bearer KEY); empty: no keys.")
 
     @field_validator("home")
     @classmethod

@@ -37,7 +37,11 @@ def test_compose_file_validates():
     assert out.returncode == 0, out.stderr
     yaml = pytest.importorskip("yaml")
     cfg = yaml.safe_load(out.stdout)
-    assert set(cfg["services"]) == {"redis", "postgres", "worker", "flower"}
+    assert set(cfg["services"]) == {"redis", "postgres", "worker", "flower", "http"}
+    # The HTTP gateway: the workers' settings, published on the host's loopback only.
+    http = cfg["services"]["http"]
+    assert http["environment"]["EMBEDQ_BROKER_URL"] == cfg["services"]["worker"]["environment"]["EMBEDQ_BROKER_URL"]
+    assert [(p["host_ip"], str(p["published"]), p["target"]) for p in http["ports"]] == [("127.0.0.1", "8000", 8000)]
     worker = cfg["services"]["worker"]
     # --scale worker=N needs a service without a fixed container name or host port.
     assert "container_name" not in worker and "ports" not in worker

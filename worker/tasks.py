@@ -61,3 +61,7 @@ def ping(self, payload=None):
     with the same settings as `embed`. `embedq bench service` measures Celery's own per-job cost
     with it; it also serves as a health check (`ping.delay().get(timeout=5)`)."""
     return dict(job_id=self.request.id, status="pong", worker=self.request.hostname, payload=payload)
+
+
+# What the worker serves, for the HTTP gateway (the embedq.info task and the embedq_info control command).
+from . import info as _info  # noqa: E402,F401
