@@ -79,9 +79,9 @@ def make_texts(n: int, words: int, start: int, seed: int = 7) -> list[str]:
 
 def raw_throughput(model, texts: list[str], budget: int) -> float:
     """Texts per second of Model.embed over `texts` in token-budget batches, as the worker cuts them."""
-    from .coalescer import split
+    from worker.coalescer import split
 
-    runs = split(model.token_counts(texts), budget)
+    runs = split(model.encode(texts).lengths.tolist(), budget)
     model.embed(texts[:8])
     t = time.perf_counter()
     for a, b, _tok in runs:
@@ -191,8 +191,7 @@ def _jobs(texts: list[str], size: int) -> list[list[str]]:
 
 def run(args) -> int:
     from schemas.settings import get_settings
-
-    from .app import configure
+    from worker.app import configure
 
     try:
         sizes = parse_sizes(args.texts_per_job)
@@ -240,17 +239,18 @@ def _run(args, env, sizes, model_name, threads, budget, tmp, db) -> int:
     import storage
     from schemas.settings import get_settings
 
-    from .app import configure
-    from .processes import WorkerProcess
+    from worker.app import configure
+    from worker.processes import WorkerProcess
 
     s = get_settings()
     configure(s)
-    from .tasks import embed, ping
+    database = storage.connect(db)
+    from worker.tasks import embed, ping
 
     texts = _Texts(args.words)
     model = native.Model(model_name, threads=threads, activations=s.activations)
     kernels = model.info.get("kernels")
-    mean_tokens = float(np.mean(model.token_counts(make_texts(512, args.words, 0))))
+    mean_tokens = float(np.mean(model.encode(make_texts(512, args.words, 0)).lengths))
 
     _flush_redis(args.broker)
     workers = [WorkerProcess(f"bench{i}@{platform.node()}", tmp / f"worker{i}.log", env=env).start()
@@ -261,7 +261,8 @@ def _run(args, env, sizes, model_name, threads, budget, tmp, db) -> int:
             w.wait_ready()
         _enqueue_all(embed, _jobs(texts.take(32), 4), 2, None, "warm-up")
 
-        pids = [w.pid for w in workers]
+        # The worker processes are the supervisor's children (embedq worker always supervises).
+        pids = [p for w in workers for p in w.children()]
         for size in dict.fromkeys(sizes + [args.latency_texts_per_job]):
             raw, best = 0.0, None
             for _ in range(args.repeat):
@@ -295,7 +296,7 @@ def _run(args, env, sizes, model_name, threads, budget, tmp, db) -> int:
             jobs = _jobs(texts.take(args.latency_jobs * args.latency_texts_per_job), args.latency_texts_per_job)
             schedule = [i / rate for i in range(len(jobs))]
             ids, elapsed = _enqueue_all(embed, jobs, args.clients, schedule, f"{int(frac * 100)}% load")
-            m = [storage.get_metrics(i, url=db) for i in ids]
+            m = [storage.get_metrics(database, i) for i in ids]
             total = np.array([x["total_ms"] for x in m])
             loads.append(dict(
                 load=frac, offered_jobs_s=rate, achieved_jobs_s=len(jobs) / elapsed, latencies=total.tolist(),

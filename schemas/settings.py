@@ -42,9 +42,12 @@ class Settings(BaseSettings):
     queue: str = Field("embedq", min_length=1, description="Broker queue name.")
     visibility_timeout_s: float = Field(600.0, gt=0, description="Seconds before an unacknowledged job is "
                                         "handed to another worker; must exceed the longest batch.")
-    db_retries: int = Field(5, ge=0, description="Retries of a failing database operation (exponential "
-                            "backoff) before the job is retried through the broker, then failed.")
+    db_outage_s: float = Field(600.0, ge=0, description="How long a job waits for an unreachable database "
+                               "(retrying with backoff, at most 5 s apart) before it fails; the failure is recorded "
+                               "once the database answers again.")
     db_retry_base_ms: float = Field(50.0, gt=0, description="First backoff delay; doubles per retry.")
+    delivery_stale_s: float = Field(30.0, gt=0, description="Redis broker: a job with no sign of life for this "
+                                    "long that is not in the queue (its worker died) is published again.")
     max_texts: int = Field(DEFAULT_LIMITS.max_texts, ge=1, description="Most texts in one job.")
     max_chars: int = Field(DEFAULT_LIMITS.max_chars, ge=1, description="Most characters in one text.")
     max_job_chars: int = Field(DEFAULT_LIMITS.max_job_chars, ge=1,

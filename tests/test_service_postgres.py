@@ -40,7 +40,7 @@ def own_pg():
 
 def test_worker_on_postgres_rides_out_a_database_restart(make_service, own_pg, service_model):
     url, stop_db, start_db = own_pg
-    svc = make_service(database_url=url, threads=2, db_retries=4, db_retry_base_ms=200)
+    svc = make_service(database_url=url, threads=2, db_retry_base_ms=200)
     worker = svc.start_worker("pg")
     from worker.tasks import embed
 
@@ -57,7 +57,7 @@ def test_worker_on_postgres_rides_out_a_database_restart(make_service, own_pg, s
     assert summary["status"] == "done"
     np.testing.assert_array_equal(storage.get_vectors(storage.connect(url), summary["job_id"]),
                                   service_model.embed(["sent while the database is down", "and another text"]))
-    assert "retry 1/4" in worker.log()[mark:]
+    assert "retry 1 in" in worker.log()[mark:]
 
     hits = storage.nearest(storage.connect(url), service_model.embed(["while the database was down"])[0],
                            Path(svc.env["EMBEDQ_MODEL"]).stem, k=1)

@@ -223,7 +223,7 @@ def test_sqlite_nearest_goes_through_sqlite_vec(tmp_path):
     assert [r[2] for r in rows] == ["a", "b"] and rows[0][3] < rows[1][3]
 
 
-def test_retry_recovers_from_transient_errors_only():
+def test_retry_recovers_from_transient_errors_only_within_its_patience():
     calls = []
     real = OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
 
@@ -233,11 +233,14 @@ def test_retry_recovers_from_transient_errors_only():
             raise real
         return "ok"
 
-    assert storage.with_retry(flaky, retries=5, base_ms=1) == "ok" and len(calls) == 3
+    assert storage.with_retry(flaky, patience_s=5, base_ms=1) == "ok" and len(calls) == 3
     calls.clear()
+    t = time.monotonic()
     with pytest.raises(OperationalError):
-        storage.with_retry(lambda: (calls.append(1), (_ for _ in ()).throw(real)), retries=2, base_ms=1)
-    assert len(calls) == 3
+        storage.with_retry(lambda: (calls.append(1), (_ for _ in ()).throw(real)), patience_s=0.3, base_ms=10,
+                           max_ms=50)
+    # It kept trying until its patience ran out, then gave up with the error itself.
+    assert 0.3 <= time.monotonic() - t < 1.5 and len(calls) >= 5
     calls.clear()
 
     def integrity():
@@ -245,7 +248,7 @@ def test_retry_recovers_from_transient_errors_only():
         raise IntegrityError("INSERT", {}, Exception("duplicate key"))
 
     with pytest.raises(IntegrityError):
-        storage.with_retry(integrity, retries=5, base_ms=1)
+        storage.with_retry(integrity, patience_s=5, base_ms=1)
     assert len(calls) == 1
 
 

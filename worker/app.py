@@ -25,6 +25,8 @@ from schemas.settings import Settings, get_settings
 
 app = Celery("embedq", include=["worker.tasks"])
 
+SHORT_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.5, "interval_max": 1.0}
+
 
 def celery_config(s: Settings) -> dict:
     broker = s.broker()
@@ -34,7 +36,9 @@ def celery_config(s: Settings) -> dict:
         # The restore sweep runs under a Redis mutex that expires after 5 minutes by default: a
         # worker SIGKILLed while holding it stopped every other worker from restoring its jobs for
         # that long. A sweep takes milliseconds, so the mutex may expire soon.
-        transport.update(unacked_restore_interval=sweep, unacked_restore_throttle=1, unacked_mutex_expire=10)
+        transport.update(unacked_restore_interval=sweep, unacked_restore_throttle=1, unacked_mutex_expire=10,
+                         # A broker that is down or gone answers within seconds, never hangs a call.
+                         socket_connect_timeout=2, socket_timeout=10, health_check_interval=5)
     transport_class = None  # kombu picks it from the URL's scheme
     if broker.startswith("sqla+"):
         # The embedded broker (worker/embedded_broker.py): kombu's SQLAlchemy transport, polled
@@ -63,7 +67,16 @@ def celery_config(s: Settings) -> dict:
         worker_concurrency=s.slots,
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Messages the worker refuses become failed jobs with their reason (worker/consumer.py).
+        worker_consumer="worker.consumer:Consumer",
         result_expires=7 * 24 * 3600,
+        # An unreachable broker: a publish gives up after about 2 s (BrokerUnavailable), and so does
+        # the result consumer's reconnect (Celery's default waits 20 s, then wants a restart).
+        broker_connection_timeout=2,
+        task_publish_retry_policy=SHORT_RETRY,
+        result_backend_transport_options={"retry_policy": SHORT_RETRY},
+        redis_socket_connect_timeout=2,
+        redis_socket_timeout=10,
     )
 
 

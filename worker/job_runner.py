@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import partial
-
 import numpy as np
 
 import storage
@@ -49,7 +47,12 @@ def run_job(rt: Runtime, request, texts, model=None, prompt_name=None, dims=None
     worker = getattr(request, "hostname", None) or rt.name
     enqueued = getattr(request, ENQUEUED_HEADER, None) or (request.headers or {}).get(ENQUEUED_HEADER)
     queue_wait_ms = max(0.0, (time.time() - float(enqueued)) * 1000.0) if enqueued else 0.0
-    retry = partial(storage.with_retry, retries=rt.settings.db_retries, base_ms=rt.settings.db_retry_base_ms)
+    # A database outage makes the job wait, up to EMBEDQ_DB_OUTAGE_S from its start in all.
+    deadline = t0 + rt.settings.db_outage_s
+
+    def retry(fn, what):
+        return storage.with_retry(fn, patience_s=max(0.0, deadline - time.monotonic()),
+                                  base_ms=rt.settings.db_retry_base_ms, what=what)
 
     req = validate_job(dict(texts=texts, model=model, prompt_name=prompt_name, dims=dims, normalize=normalize),
                        limits=rt.limits, served=rt.served)
@@ -68,6 +71,11 @@ def run_job(rt: Runtime, request, texts, model=None, prompt_name=None, dims=None
     except Exception as e:
         log.exception("job %s could not be computed", job_id)
         raise JobFailed(f"{type(e).__name__}: {e}") from e
+    bad = ~np.isfinite(vectors).all(axis=1)
+    if bad.any():
+        # A corrupt model can load and still compute NaN; such vectors are never stored as done.
+        raise JobFailed(f"the model produced a non-finite vector for texts[{int(np.flatnonzero(bad)[0])}] "
+                        f"({int(bad.sum())} of {len(bad)} texts); the model file may be corrupt")
     batch_ids = stats.pop("batch_ids")
     stats.update(queue_wait_ms=queue_wait_ms, worker=worker)
     save = storage.SaveRequest(job_id, texts=req.texts, hashes=hashes, vectors=vectors, model=rt.served.name,
@@ -102,19 +110,22 @@ def _compute(rt: Runtime, req, hashes: list[str], cached: dict[str, np.ndarray])
     return vectors, stats
 
 
-def record_failure(rt: Runtime, job_id: str, error: BaseException, texts=None, model=None) -> None:
-    """Store a job as failed with the reason `error` gives; best effort (the database may be what
-    failed, and Celery's own FAILURE state still records it then)."""
+def record_failure(rt: Runtime, job_id: str, error: BaseException, texts=None, model=None) -> bool:
+    """Store a job as failed with the reason `error` gives. False when the database could not be
+    reached (the caller keeps the failure and tries again later)."""
     reason = str(error)[:2000]
     log.info("job %s failed: %s", job_id, reason)
     count = len(texts) if isinstance(texts, (list, tuple)) else 0
     try:
         storage.with_retry(lambda: storage.mark_failed(rt.db, job_id, reason, worker=rt.name, count=count,
                                                        model=None if model is None else str(model)[:255]),
-                           retries=rt.settings.db_retries, base_ms=rt.settings.db_retry_base_ms,
-                           what="recording a failed job")
-    except Exception:
-        log.exception("could not record the failure of job %s", job_id)
+                           patience_s=10.0, base_ms=rt.settings.db_retry_base_ms, what="recording a failed job")
+        return True
+    except Exception as e:
+        if not storage.is_transient(e):
+            raise
+        log.warning("could not record the failure of job %s yet: %s", job_id, e)
+        return False
 
 
 def summary(db: storage.Database, job_id: str) -> dict:

@@ -73,10 +73,26 @@ class WorkerProcess:
         return self
 
     def kill(self) -> None:
-        """SIGKILL: no warm shutdown, no acknowledgements, nothing flushed."""
+        """SIGKILL to the supervisor and its worker processes (the whole process group): no warm
+        shutdown, no acknowledgements, nothing flushed."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
+
+    def children(self) -> list[int]:
+        """Pids of the worker processes the supervisor runs."""
+        try:
+            return [int(p) for p in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            return []
+
+    def kill_worker(self) -> int:
+        """SIGKILL one worker process, not its supervisor (which restarts it); returns its pid."""
+        pids = self.children()
+        if not pids:
+            raise WorkerStartError(f"worker {self.hostname} has no running worker process")
+        os.kill(pids[0], signal.SIGKILL)
+        return pids[0]
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """Warm shutdown (SIGTERM: unstarted jobs go back to the broker), SIGKILL if it hangs."""
@@ -87,7 +103,7 @@ class WorkerProcess:
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGKILL)
+                os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=30)
         return self.proc.returncode
 

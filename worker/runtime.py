@@ -13,6 +13,8 @@ from schemas.settings import Settings, get_settings
 
 from .backend import EmbeddingBackend, NativeBackend
 from .coalescer import Coalescer
+from .delivery import Guard, Ledger
+from .delivery_client import is_redis, redis_client
 
 log = logging.getLogger("embedq.worker")
 
@@ -28,8 +30,11 @@ class Runtime:
     writer: storage.GroupWriter
     limits: JobLimits
     name: str
+    guard: Guard | None = None  # the delivery ledger's worker side (Redis brokers)
 
     def close(self) -> None:
+        if self.guard is not None:
+            self.guard.close()
         self.coalescer.close()
         self.writer.close()
 
@@ -61,6 +66,10 @@ def start_runtime(settings: Settings | None = None, backend: EmbeddingBackend | 
             limits=s.job_limits(),
             name=name or f"{socket.gethostname()}",
         )
+        if is_redis(s.broker()):
+            ledger = Ledger(redis_client(s.broker()), s.queue)
+            _runtime.guard = Guard(ledger, republish=_republish, name=_runtime.name,
+                                   interval_s=min(5.0, s.delivery_stale_s / 4), stale_s=s.delivery_stale_s).start()
         log.info("serving %s (dim %d) from %s; batches of <= %d tokens, wait <= %.1f ms",
                  served.name, served.dim, getattr(backend, "path", "?"), s.batch_tokens, s.batch_wait_ms)
         return _runtime
@@ -68,6 +77,17 @@ def start_runtime(settings: Settings | None = None, backend: EmbeddingBackend | 
 
 def get_runtime() -> Runtime:
     return _runtime or start_runtime()
+
+
+def current_runtime() -> Runtime | None:
+    """The runtime if this process started one (the worker), else None (a client)."""
+    return _runtime
+
+
+def _republish(job_id: str, entry: dict) -> None:
+    from .tasks import embed
+
+    embed.apply_async(entry["args"], entry["kwargs"], task_id=job_id, headers=entry["headers"])
 
 
 def stop_runtime() -> None:

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from schemas.settings import get_settings
@@ -45,6 +46,7 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--visibility-timeout", type=float, help="seconds (EMBEDQ_VISIBILITY_TIMEOUT_S)")
     p.add_argument("--hostname", "-n", help="Celery node name (default embedq@HOST, embedq-I@HOST with -c N)")
     p.add_argument("--loglevel", "-l", help="log level (EMBEDQ_LOG_LEVEL)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one supervised process
 
 
 def apply_flags(args: argparse.Namespace) -> None:
@@ -60,23 +62,30 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         print("error: --concurrency must be >= 1", file=sys.stderr)
         return 2
-    if args.concurrency > 1:
-        return supervise(args)
-    return run_one(args.hostname or f"embedq@{socket.gethostname()}")
+    if args.child:
+        return run_one(args.hostname or f"embedq@{socket.gethostname()}")
+    # Always supervised, also with one process: a worker can die of things outside our code (Celery
+    # has exited for good on a broker restart), and then nothing would serve the queue.
+    return supervise(args)
 
 
 def _exit_with_parent() -> None:
-    """If started by a process that asked for it (EMBEDQ_EXIT_WITH_PARENT=<its pid>), get SIGTERM
-    when that process dies, so a crashed test run or benchmark leaves no worker behind (Linux)."""
-    want = os.environ.get("EMBEDQ_EXIT_WITH_PARENT")
-    if not want or not sys.platform.startswith("linux"):
-        return
-    import ctypes
+    """If started by a process that asked for it (EMBEDQ_EXIT_WITH_PARENT=<its pid>), stop (SIGTERM
+    to itself) when that process dies, so a crashed test run or benchmark leaves no worker behind.
 
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(want):  # the parent died before the request took effect
+    A thread watches the parent process id. (Linux's PR_SET_PDEATHSIG was used before; it fires
+    when the parent *thread* that started the worker ends, which killed workers started from a
+    short-lived thread of a live process.)"""
+    want = os.environ.get("EMBEDQ_EXIT_WITH_PARENT")
+    if not want:
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(want):
+            time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="embedq-exit-with-parent", daemon=True).start()
 
 
 def run_one(hostname: str) -> int:
@@ -112,13 +121,16 @@ def supervise(args: argparse.Namespace) -> int:
     # Children stop if the supervisor dies, instead of running on unsupervised.
     env = {**os.environ, "EMBEDQ_THREADS": str(threads), "EMBEDQ_EXIT_WITH_PARENT": str(os.getpid())}
     host = socket.gethostname()
-    base, _, at = (args.hostname or f"embedq@{host}").partition("@")
+    hostname = args.hostname or f"embedq@{host}"
+    base, _, at = hostname.partition("@")
 
     def start(i: int) -> subprocess.Popen:
-        name = f"{base}-{i}@{at or host}"
-        return subprocess.Popen([sys.executable, "-m", "worker.serve", "--hostname", name], env=env)
+        name = hostname if n == 1 else f"{base}-{i}@{at or host}"
+        return subprocess.Popen([sys.executable, "-m", "worker.serve", "--child", "--hostname", name], env=env)
 
     children = {i: start(i) for i in range(n)}
+    started = {i: time.monotonic() for i in children}
+    failures = {i: 0 for i in children}
     stopping = False
 
     def stop(signum, _frame):
@@ -131,17 +143,27 @@ def supervise(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     _exit_with_parent()
+    config_error = False
     while not stopping:
         for i, p in list(children.items()):
             rc = p.poll()
-            if rc is not None and not stopping:
-                if rc == 2:  # configuration error: restarting would fail the same way
-                    stop(signal.SIGTERM, None)
-                    break
-                print(f"worker {i} exited with {rc}; restarting it", file=sys.stderr)
-                children[i] = start(i)
-        time.sleep(0.5)
+            if rc is None or stopping:
+                continue
+            if rc == 2:  # configuration error: restarting would fail the same way
+                config_error = True
+                stop(signal.SIGTERM, None)
+                break
+            # One that keeps dying right after its start is restarted less and less often.
+            failures[i] = failures[i] + 1 if time.monotonic() - started[i] < 30 else 1
+            delay = min(30.0, 0.5 * 2 ** (failures[i] - 1))
+            print(f"worker {i} exited with {rc}; restarting it in {delay:g} s", file=sys.stderr, flush=True)
+            time.sleep(delay)
+            if not stopping:
+                children[i], started[i] = start(i), time.monotonic()
+        time.sleep(0.2)
     codes = [p.wait() for p in children.values()]
+    if config_error:
+        return 2
     # A child stopped by the signal we forwarded ended as asked.
     return 0 if all(c in (0, -signal.SIGTERM, -signal.SIGINT) for c in codes) else 1
 
