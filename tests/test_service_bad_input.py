@@ -2,6 +2,7 @@
 reason, and the good jobs sent alongside are unaffected."""
 from __future__ import annotations
 
+import time
 import uuid
 
 import numpy as np
@@ -77,3 +78,38 @@ def test_a_redelivered_failed_job_stays_failed(worker, module_service):
     worker.wait_for_log(f"embedq.embed[{job_id}] raised expected: JobFailed('texts is empty", timeout=60, after=mark)
     job = storage.get_job(storage.connect(module_service.database_url), job_id)
     assert job["status"] == "failed" and "texts is empty" in job["error"]
+
+
+def test_messages_the_worker_refuses_become_failed_jobs(worker, module_service):
+    # Sent past embed.delay: an argument the task does not take, a serializer the worker does not
+    # accept, and a body that is not JSON. Each carries a job id, so each leaves a failed row, and
+    # the client's result fails instead of waiting out its timeout.
+    from worker.app import app
+
+    db = storage.connect(module_service.database_url)
+    unknown = app.send_task("embedq.embed", args=[["x"]], kwargs={"colour": "blue"}, queue=module_service.queue)
+    with pytest.raises(InvalidJob, match="unknown argument 'colour'"):
+        unknown.get(timeout=60)
+    assert "unknown argument 'colour'" in storage.get_job(db, unknown.id)["error"]
+
+    refused = {}
+    with app.producer_or_acquire() as producer:
+        for kind, body, content_type in (("pickle", b"\x80\x04\x95\x00", "application/x-python-serialize"),
+                                         ("garbage", b"{not json", "application/json")):
+            job_id = f"{kind}-{uuid.uuid4().hex}"
+            producer.publish(body, routing_key=module_service.queue, serializer=None, content_type=content_type,
+                             content_encoding="binary" if kind == "pickle" else "utf-8",
+                             headers={"id": job_id, "task": "embedq.embed", "lang": "py", "argsrepr": "",
+                                      "kwargsrepr": "", "origin": "test"})
+            refused[kind] = job_id
+    for kind, job_id in refused.items():
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                job = storage.get_job(db, job_id)
+                break
+            except storage.JobNotFound:
+                assert time.monotonic() < deadline, f"no row for the {kind} message"
+                time.sleep(0.1)
+        assert job["status"] == "failed" and job["error"].startswith("message "), job
+        assert app.AsyncResult(job_id).state == "FAILURE"

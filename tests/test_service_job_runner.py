@@ -78,3 +78,26 @@ def test_failures_are_recorded_in_one_place_with_their_reason(rt):
     # A redelivery of a failed job is answered from its row, not recomputed.
     with pytest.raises(JobFailed, match="limit is 8"):
         run_job(rt, request("too-many"), ["now valid"])
+
+
+class NaNBackend(NativeBackend):
+    """The real runtime, except that its second vector comes out NaN, as from a corrupt model."""
+
+    def embed_encoded(self, encoded, dims=None, normalize=True):
+        vectors, stats = super().embed_encoded(encoded, dims, normalize)
+        vectors[1:2] = np.nan
+        return vectors, stats
+
+
+def test_non_finite_vectors_fail_the_job_and_are_never_stored(minilm_gguf, tmp_path):
+    settings = Settings(home=tmp_path, database_url=f"sqlite:///{tmp_path / 'nan.sqlite'}", batch_wait_ms=1)
+    rt = start_runtime(settings, backend=NaNBackend(minilm_gguf, threads=1), name="inproc@test")
+    try:
+        with pytest.raises(JobFailed, match=r"non-finite vector for texts\[1\] \(1 of 3 texts\)"):
+            run_job(rt, request("nan"), ["one", "two", "three"])
+        assert storage.get_job(rt.db, "nan")["status"] == "running"  # claimed, never stored as done
+        with rt.db.read() as c:
+            assert c.exec_driver_sql("SELECT count(*) FROM embeddings").scalar() == 0
+    finally:
+        stop_runtime()
+        storage.dispose_all()
