@@ -424,7 +424,7 @@ def llama_converter():
     try:
         peers.llama_cpp_source()
     except peers.PeerError as e:
-        pytest.skip(f"llama.cpp converter unavailable: {e}")
+        pytest.fail(f"llama.cpp converter unavailable (scripts/test.sh installs the peers): {e}")
     return peers.llama_cpp_convert
 
 
