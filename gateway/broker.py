@@ -119,6 +119,7 @@ class Broker:
         self._snapshot = Snapshot()
         self._snapshot_lock = threading.Lock()
         self._refreshing = False
+        self._ask_lock = threading.Lock()
         self._info_pending = None  # the embedded broker: the one embedq.info task in flight
 
     # -- jobs ---------------------------------------------------------------------------------------
@@ -184,9 +185,17 @@ class Broker:
                     self._refreshing = True
                     threading.Thread(target=self._refresh, name="embedq-gateway-workers", daemon=True).start()
                 return snap
-        return self._refresh()
+        asked = time.monotonic()
+        with self._ask_lock:  # one question at a time; those who waited take its answer
+            if self._snapshot.at >= asked:
+                return self._snapshot
+            return self._ask()
 
-    def _refresh(self) -> Snapshot:
+    def _refresh(self) -> None:
+        with self._ask_lock:
+            self._ask()
+
+    def _ask(self) -> Snapshot:
         try:
             infos = self._ask_workers()
             snap = Snapshot(group_models(infos), sorted({i["worker"] for i in infos}), time.monotonic())
