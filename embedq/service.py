@@ -29,7 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--prompt-name")
     p.add_argument("--dims", type=int)
     p.add_argument("--no-normalize", action="store_true")
-    p.add_argument("--wait", action="store_true", help="wait for the jobs and print their summaries")
+    p.add_argument("--wait", action="store_true", help="wait for the jobs and print their summaries (exit 1 if "
+                   "one failed, 3 if one was still running at --timeout)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait per job with --wait")
     p.set_defaults(func=cmd_enqueue)
 
@@ -51,6 +52,16 @@ def register(subparsers) -> None:
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=cmd_stats)
+
+    p = subparsers.add_parser("flower", help="Flower, Celery's monitor, for the configured Redis broker",
+                              description="Run Flower on the configured broker (Redis only: the embedded "
+                              "SQLite broker carries no events). It listens on 127.0.0.1 unless --address says "
+                              "otherwise; another address needs EMBEDQ_FLOWER_BASIC_AUTH=user:password "
+                              "(comma-separated for several users). Task arguments (users' texts) are never "
+                              "shown: jobs carry only their text count in Flower.")
+    p.add_argument("--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5555)
+    p.set_defaults(func=cmd_flower)
 
 
 # -- handlers ---------------------------------------------------------------------------------------
@@ -93,8 +104,16 @@ def cmd_enqueue(args) -> int:
     if not jobs:
         print("error: no texts in the input", file=sys.stderr)
         return 2
+    from celery.exceptions import TimeoutError as WaitTimeout
+
+    from worker.delivery_client import BrokerUnavailable
+
     kw = dict(model=args.model, prompt_name=args.prompt_name, dims=args.dims, normalize=not args.no_normalize)
-    results = [embed.delay(texts, **kw) for texts in jobs]
+    try:
+        results = [embed.delay(texts, **kw) for texts in jobs]
+    except BrokerUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rc = 0
     for r in results:
         if not args.wait:
@@ -102,6 +121,11 @@ def cmd_enqueue(args) -> int:
             continue
         try:
             print(json.dumps(r.get(timeout=args.timeout)))
+        except WaitTimeout:
+            # Our wait ended, not the job: it is still queued or running, and will be stored.
+            print(json.dumps({"job_id": r.id, "status": "running", "error": None,
+                              "note": f"not finished within --timeout {args.timeout:g} s; see: embedq job {r.id}"}))
+            rc = 3
         except Exception as e:
             print(json.dumps({"job_id": r.id, "status": "failed", "error": f"{type(e).__name__}: {e}"}))
             rc = 1
@@ -166,3 +190,32 @@ def cmd_stats(args) -> int:
         path = stats.plot(metrics, args.plot)
         print(f"\nplot: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def cmd_flower(args) -> int:
+    import os
+
+    from schemas.settings import get_settings
+    from worker.delivery_client import is_redis
+
+    broker = get_settings().broker()
+    if not is_redis(broker):
+        print("error: Flower needs a Redis broker (EMBEDQ_BROKER_URL=redis://...): the embedded SQLite broker "
+              "carries no events or worker heartbeats, so Flower would show no workers", file=sys.stderr)
+        return 2
+    auth = os.environ.get("EMBEDQ_FLOWER_BASIC_AUTH", "")
+    if args.address not in LOOPBACK and not auth:
+        print(f"error: refusing to serve Flower on {args.address} without authentication: Flower shows "
+              "every worker and job and can control workers; set EMBEDQ_FLOWER_BASIC_AUTH=user:password",
+              file=sys.stderr)
+        return 2
+    argv = [sys.executable, "-m", "celery", "-A", "worker.app", "flower", f"--address={args.address}",
+            f"--port={args.port}"]
+    env = dict(os.environ)
+    if auth:
+        env["FLOWER_BASIC_AUTH"] = auth  # from the environment, never on the command line (ps shows it)
+    os.execve(sys.executable, argv, env)
+    return 0  # not reached

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,32 @@ def test_embedded_broker_polls_fast_and_round_trips(tmp_path):
         with conn.Consumer(queue, callbacks=[lambda body, msg: (got.append(body), msg.ack())], accept=["json"]):
             conn.drain_events(timeout=5)
         assert got == [{"n": 1}]
+
+
+def test_a_wait_that_times_out_reports_the_job_as_still_running(make_service, tmp_path):
+    # No worker yet: the client's wait ends, the job does not. It is reported running with its id,
+    # and finishes once a worker comes.
+    svc = make_service()
+    f = tmp_path / "one.txt"
+    f.write_text("a job nobody serves yet\n")
+    rc, out = embedq("enqueue", str(f), "--wait", "--timeout", "1")
+    shown = json.loads(out)
+    assert rc == 3 and shown["status"] == "running" and shown["job_id"] in shown["note"]
+    svc.start_worker("late")
+    from worker.app import app
+
+    assert app.AsyncResult(shown["job_id"]).get(timeout=60)["status"] == "done"
+
+
+def test_an_unreachable_broker_gives_one_clear_line_within_seconds(tmp_path):
+    f = tmp_path / "one.txt"
+    f.write_text("nowhere to go\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDQ_")}
+    env.update(EMBEDQ_HOME=str(tmp_path / "home"), EMBEDQ_BROKER_URL="redis://127.0.0.1:1/0")
+    t = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "embedq", "enqueue", str(f)], capture_output=True, text=True,
+                         env=env, timeout=60, cwd=tmp_path)
+    elapsed = time.monotonic() - t
+    assert out.returncode == 2 and elapsed < 5, (elapsed, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot enqueue: the broker at redis://127.0.0.1:1/0")

@@ -2,6 +2,7 @@
 the Procfile (honcho), and the Dockerfile's stages and build inputs exist."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -29,8 +30,13 @@ def test_compose_file_validates():
     cli = compose_cli()
     if cli is None:
         pytest.fail("no Compose v2 client; scripts/compose_cli.sh installs one (scripts/test.sh runs it)")
+    env = {**os.environ, "FLOWER_BASIC_AUTH": "ops:pw"}
+    unset = {k: v for k, v in env.items() if k != "FLOWER_BASIC_AUTH"}
+    refused = subprocess.run([*cli, "-f", str(ROOT / "docker" / "compose.yaml"), "config"], capture_output=True,
+                             text=True, timeout=60, env=unset)
+    assert refused.returncode != 0 and "FLOWER_BASIC_AUTH" in refused.stderr  # Flower never runs without auth
     out = subprocess.run([*cli, "-f", str(ROOT / "docker" / "compose.yaml"), "config"], capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=60, env=env)
     assert out.returncode == 0, out.stderr
     yaml = pytest.importorskip("yaml")
     cfg = yaml.safe_load(out.stdout)
@@ -45,6 +51,10 @@ def test_compose_file_validates():
     assert worker["environment"]["EMBEDQ_BROKER_URL"].startswith("redis://")
     assert worker["environment"]["EMBEDQ_DATABASE_URL"].startswith("postgresql+psycopg://")
     assert "pgvector" in cfg["services"]["postgres"]["image"]
+    flower = cfg["services"]["flower"]
+    assert flower["environment"]["EMBEDQ_FLOWER_BASIC_AUTH"] == "ops:pw"
+    assert [(p["host_ip"], str(p["published"])) for p in flower["ports"]] == [("127.0.0.1", "5555")]
+    assert cfg["services"]["redis"]["command"][1:] == ["--appendonly", "yes", "--appendfsync", "everysec"]
 
 
 def test_procfile_runs_worker_and_flower():

@@ -11,9 +11,9 @@ Reliability choices, all here so they are visible in one place:
 * the thread pool with `slots` threads: every in-flight job is a blocked thread feeding the
   coalescer; prefetch of one message per thread keeps the broker from handing one worker more
   jobs than it can buffer.
-* task events on (from the workers), so Flower sees workers, tasks, rates and failures.
-  Clients do not send task-sent events: they would cost every enqueue a second publish for a
-  PENDING state Flower can do without.
+* task events only while Flower is watching (worker/events.py): they cost every job three
+  publishes. Clients never send task-sent events: they would cost every enqueue a second publish
+  for a PENDING state Flower can do without.
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def celery_config(s: Settings) -> dict:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
-        worker_send_task_events=True,
+        worker_send_task_events=False,  # Flower turns them on while it watches (worker/events.py)
         worker_pool="threads",
         worker_concurrency=s.slots,
         worker_prefetch_multiplier=1,

@@ -93,9 +93,11 @@ def run_one(hostname: str) -> int:
     s = get_settings()
     logging.basicConfig(level=s.log_level.upper(), format="[%(asctime)s: %(levelname)s/%(name)s] %(message)s")
     from .app import app, configure
+    from .events import EventsWhileWatched
     from .runtime import start_runtime, stop_runtime
 
     configure(s)
+    EventsWhileWatched().install()
     try:
         start_runtime(s, name=hostname)
     except Exception as e:
@@ -103,7 +105,7 @@ def run_one(hostname: str) -> int:
         return 2
     argv = ["worker", "--pool", "threads", "--concurrency", str(s.slots), "--queues", s.queue,
             "--hostname", hostname, "--loglevel", s.log_level.upper(), "--prefetch-multiplier", "1",
-            "--task-events", "--without-mingle", "--without-gossip"]
+            "--without-mingle", "--without-gossip"]
     try:
         app.worker_main(argv)
     except SystemExit as e:

@@ -29,6 +29,10 @@ from .runtime import current_runtime, get_runtime
 FAILURE_KWARG = "_embedq_failed"
 
 
+def _shown(texts):
+    return f"<{len(texts)} texts>" if isinstance(texts, (list, tuple)) else f"<{type(texts).__name__}>"
+
+
 class EmbedTask(Task):
     def apply_async(self, args=None, kwargs=None, **options):
         # The enqueue time travels in a header (not an argument) so the task signature stays the
@@ -37,6 +41,9 @@ class EmbedTask(Task):
         headers = dict(options.pop("headers", None) or {})
         headers.setdefault(ENQUEUED_HEADER, time.time())
         task_id = options.setdefault("task_id", uuid())
+        # What Flower and logs show of the arguments: never the users' texts, only how many.
+        options.setdefault("argsrepr", repr([_shown(a) if i == 0 else a for i, a in enumerate(args or ())]))
+        options.setdefault("kwargsrepr", repr({k: _shown(v) if k == "texts" else v for k, v in (kwargs or {}).items()}))
         ledger = client_ledger(options.get("queue"))
         try:
             if ledger is not None:
