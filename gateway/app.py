@@ -428,8 +428,9 @@ class Gateway:
     def model_view(m) -> dict:
         return {"id": m.name, "object": "model", "created": 0, "owned_by": "embedq", "dim": m.dim,
                 "dims_allowed": list(m.dims_allowed), "max_tokens": m.max_tokens, "prompts": m.prompts,
-                "aliases": sorted(m.aliases), "architecture": m.architecture, "weight_type": m.weight_type,
-                "workers": list(m.workers)}
+                # The aliases a client can name, less file paths (nothing about the server's disk).
+                "aliases": sorted(a for a in m.aliases if "/" not in a and "\\" not in a),
+                "architecture": m.architecture, "weight_type": m.weight_type, "workers": list(m.workers)}
 
     async def models(self, request: Request) -> Response:
         snap = await run_in_threadpool(self.broker.snapshot)
@@ -502,8 +503,11 @@ class Gateway:
             except APIError as e:
                 response = e.response()
             except Exception as e:
-                log.exception("%s %s failed", request.method, request.url.path)
-                response = APIError(500, f"internal error: {type(e).__name__}: {e}", code="internal_error").response()
+                response = unavailable(e)
+                if response is None:
+                    log.exception("%s %s failed", request.method, request.url.path)
+                    response = APIError(500, f"internal error: {type(e).__name__}: {e}",
+                                        code="internal_error").response()
             self.metrics.request(route, response.status_code, time.perf_counter() - t0)
             return response
 
@@ -520,6 +524,20 @@ class Gateway:
         for key in self.keys:  # every key compared, in constant time each
             ok |= hmac.compare_digest(given, key)
         return ok
+
+
+def unavailable(e: Exception) -> Response | None:
+    """503 for an error that says the database or the broker cannot be reached right now."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    first = str(e).splitlines()[0][:300] if str(e) else ""
+    if storage.is_transient(e):
+        return APIError(503, f"the database is unavailable: {type(e).__name__}: {first}",
+                        code="database_unavailable", headers={"Retry-After": "5"}).response()
+    if isinstance(e, (BrokerError, ConnectionError)) or type(e).__module__.startswith(("redis", "kombu")):
+        return APIError(503, f"the broker is unavailable: {type(e).__name__}: {first}",
+                        code="broker_unavailable", headers={"Retry-After": "5"}).response()
+    return None
 
 
 class APIKeys:

@@ -66,6 +66,8 @@ def test_embedq_http_reports_an_unreachable_broker_and_database(tmp_path):
         assert body["broker"]["error"] and body["database"]["error"]
         r = requests.post(f"http://127.0.0.1:{port}/v1/embeddings", json={"input": ["x"]}, timeout=30)
         assert r.status_code == 503 and r.json()["error"]["code"] == "no_worker"
+        r = requests.get(f"http://127.0.0.1:{port}/v1/jobs", timeout=30)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "database_unavailable"
     finally:
         proc.terminate()
         proc.wait(timeout=30)
