@@ -1,4 +1,4 @@
-"""`embedq bench runtime|service|http|accuracy|recipes`: the benchmarks in bench/, each replacing its
+"""`embedq bench runtime|service|http|faults|accuracy|recipes`: the benchmarks in bench/, each replacing its
 own sections of BENCHMARKS.md in place (bench/report.py)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="bench_command", metavar="BENCHMARK")
     sub.required = True
 
-    from bench import accuracy, recipes, runtime, service
+    from bench import accuracy, faults, recipes, runtime, service
     from bench import http as http_bench
 
     p = sub.add_parser("runtime", help="our runtime vs llama.cpp and sentence-transformers")
@@ -23,6 +23,11 @@ def register(subparsers) -> None:
     p = sub.add_parser("http", help="the HTTP gateway beside the Celery path: requests/s, p50/p95/p99")
     http_bench.add_arguments(p)
     p.set_defaults(func=http_bench.run)
+
+    p = sub.add_parser("faults", help="the service under injected faults: worker SIGKILLs, Redis restarts, "
+                                      "database outages; jobs submitted, done, failed, lost, duplicated")
+    faults.add_arguments(p)
+    p.set_defaults(func=faults.run)
 
     p = sub.add_parser("accuracy", help="vectors vs sentence-transformers and token ids vs HF, per model and file "
                                         "type; also writes bench/results/accuracy.json")
