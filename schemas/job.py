@@ -35,6 +35,7 @@ class ServedModel(BaseModel):
     dim: int
     dims_allowed: tuple[int, ...] = ()
     prompts: dict[str, str] = Field(default_factory=dict)
+    content_hash: str = ""  # SHA-256 of the model file's bytes
 
     def accepts(self, model: str) -> bool:
         return model == self.name or model in self.aliases

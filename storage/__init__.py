@@ -26,13 +26,25 @@ from .queries import (
 )
 from .retry import is_transient, with_retry
 from .search import nearest
-from .writes import Claim, ClaimRequest, SaveRequest, cached_vectors, claim, mark_failed, save
+from .writes import (
+                     Cached,
+                     Claim,
+                     ClaimRequest,
+                     ModelFileInfo,
+                     SaveRequest,
+                     cached_vectors,
+                     claim,
+                     mark_failed,
+                     register_model_file,
+                     save,
+)
 
 __all__ = [
     "Database", "connect", "dispose_all", "StorageError", "upgrade", "current_revision", "head_revision",
     "get_vectors", "get_metrics", "get_job", "get_texts", "nearest", "all_metrics", "status_counts", "failed_jobs",
     "JobNotFound", "JobNotDone", "LATENCY_FIELDS",
     "Claim", "ClaimRequest", "SaveRequest", "claim", "save", "mark_failed", "cached_vectors", "GroupWriter",
+    "Cached", "ModelFileInfo", "register_model_file",
     "content_hash", "with_retry", "is_transient",
     "list_jobs", "delete_jobs", "count_jobs", "parse_duration",
 ]

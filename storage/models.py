@@ -43,6 +43,7 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     batch_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     worker: Mapped[str | None] = mapped_column(String(255))
+    model_hash: Mapped[str | None] = mapped_column(String(64))  # the model file's content (model_files)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -58,6 +59,7 @@ class Embedding(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "idx", name="uq_embeddings_job_idx"),
         Index("ix_embeddings_model_dim", "model", "dim"),
+        Index("ix_embeddings_model_hash_dim", "model_hash", "dim"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
@@ -70,8 +72,31 @@ class Embedding(Base):
     model: Mapped[str] = mapped_column(String(255))
     dim: Mapped[int] = mapped_column(Integer)
     vector: Mapped[np.ndarray] = mapped_column(VectorType())
+    # Provenance: which file computed it (with the job's prompt, dims and normalization, all that
+    # shaped the numbers), how many tokens the text was, and whether it was cut at the model's limit.
+    # Null only on rows stored before these columns existed.
+    model_hash: Mapped[str | None] = mapped_column(String(64))
+    tokens: Mapped[int | None] = mapped_column(Integer)
+    truncated: Mapped[bool | None] = mapped_column()
 
     job: Mapped[Job] = relationship(back_populates="embeddings")
+
+
+class ModelFile(Base):
+    """A model file that computed stored vectors, identified by the SHA-256 of its bytes: a
+    re-converted or re-quantized file is another model, even under the same name."""
+
+    __tablename__ = "model_files"
+
+    content_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    architecture: Mapped[str] = mapped_column(String(64))
+    weight_type: Mapped[str] = mapped_column(String(32))
+    pooling: Mapped[str] = mapped_column(String(32))
+    dim: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(Text)
+    first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class JobMetrics(Base):

@@ -12,15 +12,26 @@ from sqlalchemy import text as sql
 
 from .database import Database
 
-SQLITE_QUERY = ("SELECT job_id, idx, text, vec_distance_cosine(vector, :q) AS d FROM embeddings "
-                "WHERE dim = :dim AND model = :m ORDER BY d LIMIT :k")
+# Vectors are chosen by the model's stored name (`model`) or by the model file's content hash
+# (`model_hash`: only the vectors that very file computed).
+MODEL_COLUMNS = ("model", "model_hash")
 
 
-def pg_query(dim: int) -> str:
+def sqlite_query(by: str = "model") -> str:
+    assert by in MODEL_COLUMNS
+    return ("SELECT job_id, idx, text, vec_distance_cosine(vector, :q) AS d FROM embeddings "
+            f"WHERE dim = :dim AND {by} = :m ORDER BY d LIMIT :k")
+
+
+SQLITE_QUERY = sqlite_query()
+
+
+def pg_query(dim: int, by: str = "model") -> str:
     """The k-NN query for one dimension, written on the expression its HNSW index covers."""
+    assert by in MODEL_COLUMNS
     d = int(dim)
     return (f"SELECT job_id, idx, text, (vector::vector({d}) <=> CAST(:q AS vector({d}))) AS d "
-            f"FROM embeddings WHERE dim = {d} AND model = :m "
+            f"FROM embeddings WHERE dim = {d} AND {by} = :m "
             f"ORDER BY vector::vector({d}) <=> CAST(:q AS vector({d})) LIMIT :k")
 
 
@@ -34,23 +45,28 @@ def vector_literal(v: np.ndarray) -> str:
 EF_SEARCH_MAX = 1000
 
 
-def nearest(db: Database, vector, model: str, k: int = 5) -> list[tuple[str, int, str, float]]:
-    """The k stored texts of `model` (its stored label) most similar to `vector`, by cosine, as
-    (job_id, index, text, score). Only vectors of the same dimension are compared."""
+def nearest(db: Database, vector, model: str | None = None, k: int = 5,
+            model_hash: str | None = None) -> list[tuple[str, int, str, float]]:
+    """The k stored texts most similar to `vector`, by cosine, as (job_id, index, text, score), among
+    the vectors of `model` (its stored name) or, with `model_hash`, of that very model file. Only
+    vectors of the same dimension are compared."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
+    if (model is None) == (model_hash is None):
+        raise ValueError("give model (a stored model name) or model_hash (a model file's content hash)")
     q = np.asarray(vector, dtype=np.float32)
     if q.ndim != 1 or q.size == 0:
         raise ValueError(f"a query vector must be 1-D and non-empty, got shape {q.shape}")
     if not np.all(np.isfinite(q)) or not np.any(q):
         raise ValueError("the query vector must be finite and non-zero")
     dim = int(q.shape[0])
+    by, m = ("model", model) if model_hash is None else ("model_hash", model_hash)
     with db.read() as conn, conn.begin():
         if db.dialect == "postgresql":
             conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {min(EF_SEARCH_MAX, max(40, k))}")
-            rows = conn.execute(sql(pg_query(dim)), {"q": vector_literal(q), "m": model, "k": k}).all()
+            rows = conn.execute(sql(pg_query(dim, by)), {"q": vector_literal(q), "m": m, "k": k}).all()
         else:
-            rows = conn.execute(sql(SQLITE_QUERY), {"q": q.astype("<f4").tobytes(), "dim": dim, "m": model,
-                                                    "k": k}).all()
+            rows = conn.execute(sql(sqlite_query(by)), {"q": q.astype("<f4").tobytes(), "dim": dim, "m": m,
+                                                        "k": k}).all()
     # Cosine similarity, clipped: float32 rounding can put an exact match a hair above 1.
     return [(r[0], int(r[1]), r[2], min(1.0, max(-1.0, 1.0 - float(r[3])))) for r in rows]

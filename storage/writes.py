@@ -18,19 +18,41 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .database import Database
-from .models import JOB_DONE, JOB_FAILED, JOB_RUNNING, Embedding, Job, JobMetrics, utcnow
+from .models import JOB_DONE, JOB_FAILED, JOB_RUNNING, Embedding, Job, JobMetrics, ModelFile, utcnow
 from .pg_index import ensure_hnsw_index
 
 JOBS = Job.__table__
 EMBEDDINGS = Embedding.__table__
 METRICS = JobMetrics.__table__
+MODEL_FILES = ModelFile.__table__
+
+
+@dataclass(frozen=True)
+class Cached:
+    """A stored vector found by its content hash, with what it was computed from."""
+
+    vector: np.ndarray
+    tokens: int | None
+    truncated: bool | None
 
 
 @dataclass(frozen=True)
 class Claim:
     status: str          # JOB_RUNNING: go ahead; JOB_DONE / JOB_FAILED: already settled, don't recompute
     attempts: int
-    cached: dict[str, np.ndarray] = field(default_factory=dict)  # content hash -> stored vector
+    cached: dict[str, Cached] = field(default_factory=dict)  # content hash -> stored vector
+
+
+@dataclass(frozen=True)
+class ModelFileInfo:
+    content_hash: str
+    name: str
+    architecture: str
+    weight_type: str
+    pooling: str
+    dim: int
+    size: int
+    path: str
 
 
 @dataclass
@@ -46,6 +68,7 @@ class ClaimRequest:
     count: int
     worker: str
     hashes: list[str] = field(default_factory=list)
+    model_hash: str | None = None
 
 
 @dataclass
@@ -67,6 +90,9 @@ class SaveRequest:
     metrics: dict
     started: float                   # time.monotonic() when the worker started the job
     worker: str | None = None
+    model_hash: str | None = None    # the model file (model_files.content_hash)
+    tokens: list[int] | None = None  # per text: tokens it took in the forward pass
+    truncated: list[bool] | None = None  # per text: cut at the model's maximum length
     submitted: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -74,27 +100,30 @@ class SaveRequest:
         n = len(self.texts)
         if self.vectors.ndim != 2 or self.vectors.shape[0] != n or len(self.hashes) != n:
             raise ValueError(f"job {self.job_id}: {n} texts, {len(self.hashes)} hashes, vectors {self.vectors.shape}")
+        for name in ("tokens", "truncated"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
+                raise ValueError(f"job {self.job_id}: {n} texts, {len(getattr(self, name))} {name}")
 
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
 
-def insert_ignore(conn: Connection):
-    """INSERT INTO jobs ... ON CONFLICT DO NOTHING RETURNING id, in the connection's dialect."""
+def insert_ignore(conn: Connection, table=JOBS, key: str = "id"):
+    """INSERT INTO table ... ON CONFLICT (key) DO NOTHING RETURNING key, in the connection's dialect."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     # RETURNING tells whether this statement created the row (rowcount is unreliable here).
-    return dialect_insert(JOBS).on_conflict_do_nothing(index_elements=["id"]).returning(JOBS.c.id)
+    return dialect_insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
 
 
 def claim_many(conn: Connection, claims: list[ClaimRequest]) -> list[Claim]:
     now = utcnow()
     rows = [dict(id=r.job_id, status=JOB_RUNNING, model=r.model, prompt_name=r.prompt_name, dims=r.dims,
-                 normalize=r.normalize, count=r.count, worker=r.worker, attempts=1, batch_ids=[], created_at=now)
-            for r in claims]
+                 normalize=r.normalize, count=r.count, worker=r.worker, attempts=1, batch_ids=[], created_at=now,
+                 model_hash=r.model_hash) for r in claims]
     # Insert-or-nothing first: two deliveries racing on a new job id must not both create it.
     created = {row[0] for row in conn.execute(insert_ignore(conn), rows)}
     state = {job_id: (JOB_RUNNING, 1) for job_id in created}
@@ -131,7 +160,7 @@ def save_many(conn: Connection, saves: list[SaveRequest]) -> list[bool]:
 
         def done(r: SaveRequest) -> dict:
             return dict(status=JOB_DONE, error=None, dim=r.dim, count=len(r.texts), batch_ids=list(r.batch_ids),
-                        finished_at=now, worker=r.worker)
+                        finished_at=now, worker=r.worker, model_hash=r.model_hash)
 
         present = [r for r in todo if r.job_id in existing]
         if present:
@@ -143,7 +172,8 @@ def save_many(conn: Connection, saves: list[SaveRequest]) -> list[bool]:
             conn.execute(insert(JOBS), [dict(id=r.job_id, model=r.model, normalize=True, attempts=1,
                                              created_at=now, **done(r)) for r in missing])
         conn.execute(insert(EMBEDDINGS), [
-            dict(job_id=r.job_id, idx=i, text=t, content_hash=h, model=r.model, dim=r.dim, vector=v)
+            dict(job_id=r.job_id, idx=i, text=t, content_hash=h, model=r.model, dim=r.dim, vector=v,
+                 model_hash=r.model_hash, tokens=_at(r.tokens, i, int), truncated=_at(r.truncated, i, bool))
             for r in todo for i, (t, h, v) in enumerate(zip(r.texts, r.hashes, r.vectors))])
         # Timed last, just before the commit, so persist_ms covers the writing. The request keeps
         # them, so its caller can report what was stored.
@@ -154,6 +184,13 @@ def save_many(conn: Connection, saves: list[SaveRequest]) -> list[bool]:
         conn.execute(insert(METRICS), [dict(job_id=r.job_id, created_at=now, **r.metrics) for r in todo])
     written = {id(r) for r in todo}
     return [id(r) in written for r in saves]
+
+
+def _at(values, i: int, kind):
+    """values[i] as `kind`, or None where there is no list or no value (vectors stored before
+    provenance was recorded, cached from such rows)."""
+    v = None if values is None else values[i]
+    return None if v is None else kind(v)
 
 
 def claim(db: Database, request: ClaimRequest) -> Claim:
@@ -191,19 +228,25 @@ def mark_failed(db: Database, job_id: str, reason: str, *, worker: str | None = 
                             .values(**values).returning(JOBS.c.id)).first() is not None
 
 
-def cached_vectors(db: Database, hashes: list[str]) -> dict[str, np.ndarray]:
+def cached_vectors(db: Database, hashes: list[str]) -> dict[str, Cached]:
     """Vectors already stored under these content hashes (any one row per hash)."""
     with db.read() as conn:
         return lookup(conn, hashes)
 
 
-def lookup(conn: Connection, hashes: list[str]) -> dict[str, np.ndarray]:
+def lookup(conn: Connection, hashes: list[str]) -> dict[str, Cached]:
     wanted = sorted(set(hashes))
-    found: dict[str, np.ndarray] = {}
+    found: dict[str, Cached] = {}
+    e = EMBEDDINGS.c
     # Chunked: SQLite caps bound parameters per statement.
     for i in range(0, len(wanted), 500):
-        rows = conn.execute(select(EMBEDDINGS.c.content_hash, EMBEDDINGS.c.vector)
-                            .where(EMBEDDINGS.c.content_hash.in_(wanted[i:i + 500])))
-        for h, v in rows:
-            found.setdefault(h, v)
+        for h, v, tokens, truncated in conn.execute(select(e.content_hash, e.vector, e.tokens, e.truncated)
+                                                    .where(e.content_hash.in_(wanted[i:i + 500]))):
+            found.setdefault(h, Cached(v, tokens, truncated))
     return found
+
+
+def register_model_file(db: Database, info: ModelFileInfo) -> None:
+    """Record a model file that is about to compute vectors (once per content hash)."""
+    with db.write() as conn:
+        conn.execute(insert_ignore(conn, MODEL_FILES, "content_hash"), [dict(vars(info), first_seen=utcnow())])

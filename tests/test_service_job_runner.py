@@ -2,6 +2,9 @@
 carry the runtime's own counts, cache hits are not tokenized at all, and every failure is recorded."""
 from __future__ import annotations
 
+import hashlib
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -101,3 +104,35 @@ def test_non_finite_vectors_fail_the_job_and_are_never_stored(minilm_gguf, tmp_p
     finally:
         stop_runtime()
         storage.dispose_all()
+
+
+def test_every_stored_vector_records_its_provenance(rt, service_model):
+    texts = ["short", "a text long enough to be cut " * 60]
+    run_job(rt, request("prov"), texts)
+    encoded = service_model.encode(texts)
+    with rt.db.read() as c:
+        rows = c.exec_driver_sql("SELECT e.idx, e.model_hash, e.tokens, e.truncated, j.model_hash FROM embeddings e "
+                                 "JOIN jobs j ON j.id = e.job_id WHERE e.job_id = 'prov' ORDER BY e.idx").all()
+        model_file = c.exec_driver_sql("SELECT content_hash, architecture, weight_type, pooling, dim, size "
+                                       "FROM model_files").all()
+    h = rt.served.content_hash
+    assert len(h) == 64 and h == hashlib.sha256(Path(rt.backend.path).read_bytes()).hexdigest()
+    assert [tuple(r) for r in rows] == [(0, h, int(encoded.lengths[0]), False, h),
+                                        (1, h, int(encoded.lengths[1]), True, h)]
+    assert [tuple(r) for r in model_file] == [(h, "bert", "F32", "mean", 384, Path(rt.backend.path).stat().st_size)]
+    # A cache hit copies the provenance of the row it came from.
+    run_job(rt, request("prov-again"), texts[::-1])
+    with rt.db.read() as c:
+        again = c.exec_driver_sql("SELECT tokens, truncated FROM embeddings WHERE job_id = 'prov-again' "
+                                  "ORDER BY idx").all()
+    assert [tuple(r) for r in again] == [(int(encoded.lengths[1]), True), (int(encoded.lengths[0]), False)]
+
+
+def test_the_cache_key_is_the_model_files_content_not_its_name(minilm_gguf, minilm_gguf_f16, tmp_path):
+    # The same bytes under another name are the same model; other bytes (here the F16 file, a
+    # re-conversion of the same weights) are another model, whatever the file is called.
+    copy = tmp_path / "renamed.gguf"
+    shutil.copyfile(minilm_gguf, copy)
+    a, b, c = (NativeBackend(p, threads=1) for p in (minilm_gguf, copy, minilm_gguf_f16))
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    assert a.content_hash == b.content_hash != c.content_hash

@@ -47,7 +47,10 @@ def store(db, job_id, texts, vectors, model="m", fingerprint="fp", batch_ids=("b
     hashes = [storage.content_hash(fingerprint, None, None, True, t) for t in texts]
     claim = storage.claim(db, claim_request(job_id, texts, model=model, hashes=hashes))
     assert claim.status == "running"
-    return storage.save(db, save_request(job_id, texts, hashes, vectors, model=model, batch_ids=batch_ids))
+    # Provenance as the worker records it: the model file, and each text's tokens and truncation.
+    return storage.save(db, save_request(job_id, texts, hashes, vectors, model=model, batch_ids=batch_ids,
+                                         model_hash=f"sha-of-{fingerprint}", tokens=[len(t) for t in texts],
+                                         truncated=[len(t) > 10 for t in texts]))
 
 
 @pytest.fixture
@@ -158,7 +161,12 @@ def test_content_hash_cache_finds_stored_vectors(db):
     miss_dims = storage.content_hash("model-A", None, 4, True, "same text")
     found = storage.cached_vectors(db, [hit, miss_model, miss_dims])
     assert list(found) == [hit]
-    np.testing.assert_array_equal(found[hit], v[0])
+    np.testing.assert_array_equal(found[hit].vector, v[0])
+    assert (found[hit].tokens, found[hit].truncated) == (len("same text"), False)
+    with db.read() as c:
+        rows = c.execute(text("SELECT idx, model_hash, tokens, truncated FROM embeddings WHERE job_id = 'c1' "
+                              "ORDER BY idx")).all()
+    assert [tuple(r) for r in rows] == [(0, "sha-of-model-A", 9, False), (1, "sha-of-model-A", 5, False)]
     assert len({hit, miss_model, miss_dims, storage.content_hash("model-A", None, None, False, "same text")}) == 4
 
 

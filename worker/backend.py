@@ -7,19 +7,26 @@ compute thread). Past `encode` nothing in the worker handles a text. `NativeBack
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
 
-from native import Encoded, Model
+from native import Encoded, Model, inspect_gguf
 from schemas import ServedModel
+from schemas.home import embedq_home
 from schemas.settings import model_label
+from storage import ModelFileInfo
 
 
 class EmbeddingBackend(Protocol):
     fingerprint: str  # identifies everything that changes the vectors (cache key)
+
+    def model_file(self) -> ModelFileInfo:
+        """The model file's provenance record (content hash, architecture, weight type, pooling...)."""
 
     def served(self) -> ServedModel:
         """Name, aliases, dim, allowed dims and prompts, for validating jobs."""
@@ -31,6 +38,33 @@ class EmbeddingBackend(Protocol):
         """(float32 array (n, dims or dim), {forward_ms, tokens})."""
 
 
+POOLING = {0: "none", 1: "mean", 2: "cls", 3: "last"}  # GGUF's <arch>.pooling_type values
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, remembered beside the model cache by (path, size, mtime) so a worker
+    restart does not read a 1 GB model again."""
+    st = path.stat()
+    memo = embedq_home() / "hashes" / (hashlib.sha1(str(path.resolve()).encode()).hexdigest() + ".json")
+    key = [str(path.resolve()), st.st_size, st.st_mtime_ns]
+    try:
+        saved = json.loads(memo.read_text())
+        if saved["key"] == key:
+            return saved["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    with open(path, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "sha256": digest}))
+        tmp.replace(memo)
+    except OSError:
+        pass  # a read-only home only costs the next start a re-read
+    return digest
+
+
 class NativeBackend:
     """native.Model behind the EmbeddingBackend interface; one per worker process (weights are mmap'd,
     so worker processes on one machine share the pages)."""
@@ -39,16 +73,26 @@ class NativeBackend:
         self.model = Model(model, threads=threads, activations=activations)
         self.name = model_label(str(model))
         self.path = Path(self.model.path)
-        weight_type = self.model.info.get("weight_type", "")
-        # Anything that changes the numbers a text maps to belongs in the cache key.
-        self.fingerprint = "|".join(str(x) for x in (
-            self.name, self.path.name, self.path.stat().st_size, weight_type, activations))
+        self.content_hash = file_sha256(self.path)
+        # Anything that changes the numbers a text maps to belongs in the cache key: the file's
+        # bytes (a re-converted or re-quantized file under the same name is another model) and how
+        # its products are computed.
+        self.fingerprint = f"{self.content_hash}|{activations}"
+
+    def model_file(self) -> ModelFileInfo:
+        info = self.model.info
+        meta = inspect_gguf(str(self.path))["metadata"]
+        pooling = POOLING.get(int(meta.get(f"{info['architecture']}.pooling_type", 1)), "unknown")
+        return ModelFileInfo(content_hash=self.content_hash, name=self.name, architecture=info["architecture"],
+                             weight_type=info.get("weight_type", ""), pooling=pooling, dim=self.model.dim,
+                             size=self.path.stat().st_size, path=str(self.path))
 
     def served(self) -> ServedModel:
         # A job may name the model as served, by file, or without a ":q8_0"-style variant suffix.
         aliases = {self.name, self.name.split(":")[0], self.path.stem, self.path.name, str(self.path)}
         return ServedModel(name=self.name, aliases=frozenset(aliases), dim=self.model.dim,
-                           dims_allowed=self.model.dims_allowed, prompts=self.model.prompts)
+                           dims_allowed=self.model.dims_allowed, prompts=self.model.prompts,
+                           content_hash=self.content_hash)
 
     def encode(self, texts, prompt_name=None):
         return self.model.encode(list(texts), prompt_name=prompt_name)

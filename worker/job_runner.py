@@ -59,7 +59,8 @@ def run_job(rt: Runtime, request, texts, model=None, prompt_name=None, dims=None
     hashes = [storage.content_hash(rt.fingerprint, req.prompt_name, req.dims, req.normalize, t) for t in req.texts]
     claim = retry(lambda: rt.writer.claim(storage.ClaimRequest(
         job_id, model=rt.served.name, prompt_name=req.prompt_name, dims=req.dims, normalize=req.normalize,
-        count=len(req.texts), worker=worker, hashes=hashes)), what="claiming a job")
+        count=len(req.texts), worker=worker, hashes=hashes, model_hash=rt.served.content_hash)),
+        what="claiming a job")
     if claim.status == "done":
         log.info("job %s was already done (redelivered); not recomputing", job_id)
         return summary(rt.db, job_id)
@@ -76,10 +77,11 @@ def run_job(rt: Runtime, request, texts, model=None, prompt_name=None, dims=None
         # A corrupt model can load and still compute NaN; such vectors are never stored as done.
         raise JobFailed(f"the model produced a non-finite vector for texts[{int(np.flatnonzero(bad)[0])}] "
                         f"({int(bad.sum())} of {len(bad)} texts); the model file may be corrupt")
-    batch_ids = stats.pop("batch_ids")
+    batch_ids, tokens, truncated = stats.pop("batch_ids"), stats.pop("per_text_tokens"), stats.pop("per_text_truncated")
     stats.update(queue_wait_ms=queue_wait_ms, worker=worker)
     save = storage.SaveRequest(job_id, texts=req.texts, hashes=hashes, vectors=vectors, model=rt.served.name,
-                               batch_ids=batch_ids, metrics=stats, started=t0, worker=worker)
+                               batch_ids=batch_ids, metrics=stats, started=t0, worker=worker,
+                               model_hash=rt.served.content_hash, tokens=tokens, truncated=truncated)
     if not retry(lambda: rt.writer.save(save), what="storing a job"):
         log.info("job %s was stored by another delivery first", job_id)
         return summary(rt.db, job_id)
@@ -87,26 +89,33 @@ def run_job(rt: Runtime, request, texts, model=None, prompt_name=None, dims=None
                 batch_ids=batch_ids, latency_ms=stats["total_ms"], cache_hits=stats["cache_hits"])
 
 
-def _compute(rt: Runtime, req, hashes: list[str], cached: dict[str, np.ndarray]) -> tuple[np.ndarray, dict]:
-    """Vectors for every text (cache hits copied, misses computed) and the job's metrics so far."""
+def _compute(rt: Runtime, req, hashes: list[str], cached: dict[str, storage.Cached]) -> tuple[np.ndarray, dict]:
+    """Vectors for every text (cache hits copied, misses computed), the job's metrics so far, and
+    each text's token count and truncation (per_text_*)."""
+    n = len(hashes)
     misses = [i for i, h in enumerate(hashes) if h not in cached]
     stats = dict(tokenize_ms=0.0, batch_wait_ms=0.0, forward_ms=0.0, batch_size=0, batch_jobs=0, tokens=0,
-                 truncated=0, cache_hits=len(hashes) - len(misses), batch_ids=[])
+                 truncated=0, cache_hits=n - len(misses), batch_ids=[], per_text_tokens=[None] * n,
+                 per_text_truncated=[None] * n)
     vectors: np.ndarray | None = None
     if misses:
         encoded = rt.backend.encode([req.texts[i] for i in misses], req.prompt_name)
         ticket = rt.coalescer.submit(encoded, req.dims, req.normalize)
         computed = ticket.wait(timeout=rt.settings.visibility_timeout_s)
-        vectors = np.empty((len(hashes), computed.shape[1]), dtype=np.float32)
+        vectors = np.empty((n, computed.shape[1]), dtype=np.float32)
         vectors[misses] = computed
         stats.update(tokenize_ms=encoded.tokenize_ms, batch_wait_ms=ticket.waited_ms, forward_ms=ticket.forward_ms,
                      batch_size=ticket.batch_size, batch_jobs=ticket.batch_jobs, tokens=encoded.tokens,
                      truncated=encoded.n_truncated, batch_ids=list(ticket.batch_ids))
+        for i, t, cut in zip(misses, encoded.lengths.tolist(), encoded.truncated.tolist()):
+            stats["per_text_tokens"][i], stats["per_text_truncated"][i] = t, cut
     for i, h in enumerate(hashes):
         if h in cached:
+            hit = cached[h]
             if vectors is None:
-                vectors = np.empty((len(hashes), cached[h].shape[0]), dtype=np.float32)
-            vectors[i] = cached[h]
+                vectors = np.empty((n, hit.vector.shape[0]), dtype=np.float32)
+            vectors[i] = hit.vector
+            stats["per_text_tokens"][i], stats["per_text_truncated"][i] = hit.tokens, hit.truncated
     return vectors, stats
 
 

@@ -59,6 +59,8 @@ def start_runtime(settings: Settings | None = None, backend: EmbeddingBackend | 
             backend = NativeBackend(s.model, threads=s.threads, activations=s.activations)
         db = storage.connect(s.database())
         served = backend.served()
+        storage.with_retry(lambda: storage.register_model_file(db, backend.model_file()),
+                           patience_s=s.db_outage_s, what="recording the model file")
         _runtime = Runtime(
             settings=s, db=db, backend=backend, served=served, fingerprint=backend.fingerprint,
             coalescer=Coalescer(backend, s.batch_tokens, s.batch_wait_ms),

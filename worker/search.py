@@ -4,24 +4,32 @@ client that searches with a vector never loads a model.)"""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import storage
 from native import Model
-from schemas.settings import get_settings, model_label
+from schemas.settings import get_settings
 
-_models: dict[tuple, tuple[Model, threading.Lock]] = {}
+from .backend import file_sha256
+
+_models: dict[tuple, tuple[Model, str, threading.Lock]] = {}
 _models_lock = threading.Lock()
 
 
-def embed_query(model: str, text: str, prompt_name: str | None = None, dims: int | None = None):
-    """A query's vector from `model`, loaded once per process (memory-mapped). A Model computes one
-    forward pass at a time, so concurrent queries take turns."""
+def query_model(model: str) -> tuple[Model, str, threading.Lock]:
+    """`model` loaded once per process (memory-mapped), its file's content hash, and a lock: a Model
+    computes one forward pass at a time, so concurrent queries take turns."""
     s = get_settings()
     key = (model, s.threads, s.activations)
     with _models_lock:
         if key not in _models:
-            _models[key] = (Model(model, threads=s.threads, activations=s.activations), threading.Lock())
-        m, lock = _models[key]
+            m = Model(model, threads=s.threads, activations=s.activations)
+            _models[key] = (m, file_sha256(Path(m.path)), threading.Lock())
+        return _models[key]
+
+
+def embed_query(model: str, text: str, prompt_name: str | None = None, dims: int | None = None):
+    m, _, lock = query_model(model)
     with lock:
         return m.embed([text], prompt_name=prompt_name, dims=dims)[0]
 
@@ -29,6 +37,8 @@ def embed_query(model: str, text: str, prompt_name: str | None = None, dims: int
 def nearest_text(db: storage.Database, text: str, k: int = 5, model: str | None = None,
                  prompt_name: str | None = None, dims: int | None = None) -> list[tuple[str, int, str, float]]:
     """The k stored texts most similar to `text` as (job_id, index, text, score); `model` is a GGUF
-    path or model name (default EMBEDQ_MODEL), and only its vectors of the same size are searched."""
+    path or model name (default EMBEDQ_MODEL). Only vectors that the very same model file computed,
+    at the same size, are searched: a query embedded by one file is never compared with another's."""
     model = model or get_settings().model
-    return storage.nearest(db, embed_query(model, text, prompt_name, dims), model_label(model), k=k)
+    _, content_hash, _ = query_model(model)
+    return storage.nearest(db, embed_query(model, text, prompt_name, dims), k=k, model_hash=content_hash)
