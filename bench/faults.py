@@ -298,6 +298,9 @@ def worker_kills(dep: Deployment, model, kills: int, label: str, rate: float = 8
         for _ in range(kills):
             time.sleep(rng.uniform(*gap_s))
             w = rng.choice(dep.workers)
+            deadline = time.monotonic() + 60
+            while not w.children() and time.monotonic() < deadline:  # its last kill's restart under way
+                time.sleep(0.05)
             if w.children():
                 w.kill_worker()
                 restarts += 1

@@ -155,8 +155,10 @@ def supervise(args: argparse.Namespace) -> int:
                 config_error = True
                 stop(signal.SIGTERM, None)
                 break
-            # One that keeps dying right after its start is restarted less and less often.
-            failures[i] = failures[i] + 1 if time.monotonic() - started[i] < 30 else 1
+            # One that keeps dying right after its start (a crash loop) is restarted less and less
+            # often; one killed from outside (SIGKILL: the OOM killer, an operator) comes back at once.
+            quick = time.monotonic() - started[i] < 30 and rc != -signal.SIGKILL
+            failures[i] = failures[i] + 1 if quick else 1
             delay = min(30.0, 0.5 * 2 ** (failures[i] - 1))
             print(f"worker {i} exited with {rc}; restarting it in {delay:g} s", file=sys.stderr, flush=True)
             time.sleep(delay)
