@@ -7,7 +7,6 @@ whole layout against the file llama.cpp's own converter writes.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import shutil
@@ -320,12 +319,9 @@ def test_bf16_source_weights(minilm_dir, minilm_weights, tmp_path):
 # --------------------------------------------------------------------------- CLI
 
 def run_cli(argv: list[str]) -> int:
-    from native import commands
+    from embedq.cli import main
 
-    parser = argparse.ArgumentParser(prog="embedq")
-    commands.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 def test_cli_convert(minilm_dir, tmp_path, capsys):

@@ -6,7 +6,6 @@ zipfile (PIP_NO_INDEX=1), so nothing touches the network.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import dataclasses
 import hashlib
@@ -236,12 +235,9 @@ def test_archive_paths_cannot_escape(env, monkeypatch, tmp_path):
 # --------------------------------------------------------------------------- names, CLI
 
 def run_cli(argv: list[str]) -> int:
-    from native import commands
+    from embedq.cli import main
 
-    parser = argparse.ArgumentParser(prog="embedq")
-    commands.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return main(argv)
 
 
 @pytest.fixture
