@@ -183,7 +183,9 @@ class Model:
     def embed_encoded(self, encoded: Encoded, dims: int | None = None,
                       normalize: bool = True) -> tuple[np.ndarray, dict]:
         """Vectors for encoded texts: float32 (len(encoded), dims or dim) and
-        {forward_ms, tokens}. Ids and lengths are checked (ValueError) first."""
+        {forward_ms, tokens}. Ids and lengths are checked (ValueError) first; a
+        vector that comes out NaN or infinite (a corrupt model whose weights
+        overflow) raises GGUFError naming the text instead of being returned."""
         dims = self.check_dims(dims)
         # Matryoshka: normalize after truncation, so the full vector is left raw here.
         truncate = dims is not None and dims != self.dim

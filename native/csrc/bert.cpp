@@ -11,6 +11,7 @@
 #include "linear.h"
 #include "model.h"
 #include "ops.h"
+#include "validate.h"
 
 namespace embedq {
 
@@ -34,8 +35,13 @@ class Bert final : public Encoder {
   size_t dim() const override { return hidden_; }
   size_t max_positions() const override { return n_pos_; }
   size_t vocab_rows() const override { return n_vocab_; }
+  const std::vector<const TensorView*>& tensors() const override { return reads_; }
 
  private:
+  const TensorView& use(const TensorView& t) {
+    reads_.push_back(&t);
+    return t;
+  }
   Weight weight(const GGUFFile& f, const std::string& name, size_t in, size_t out);
   Norm norm(const GGUFFile& f, const std::string& name);
   const float* vec(const GGUFFile& f, const std::string& name, size_t n);
@@ -48,13 +54,14 @@ class Bert final : public Encoder {
   const TensorView* type_embd_ = nullptr;
   Norm embd_norm_;
   std::vector<BertLayer> layers_;
+  std::vector<const TensorView*> reads_;
   std::vector<std::vector<float>> converted_;  // 1-D tensors stored as F16 in some files
   // Activations, reused across calls.
   std::vector<float> x_, qkv_, ctx_, tmp_, ff_;
 };
 
 const float* Bert::vec(const GGUFFile& f, const std::string& name, size_t n) {
-  const TensorView& t = f.tensor(name, (int64_t)n);
+  const TensorView& t = use(f.tensor(name, (int64_t)n));
   converted_.emplace_back();
   return vector_f32(t, converted_.back());
 }
@@ -65,33 +72,48 @@ Norm Bert::norm(const GGUFFile& f, const std::string& name) {
 
 Weight Bert::weight(const GGUFFile& f, const std::string& name, size_t in, size_t out) {
   Weight w;
-  w.t = &f.tensor(name + ".weight", (int64_t)in, (int64_t)out);
+  w.t = &use(f.tensor(name + ".weight", (int64_t)in, (int64_t)out));
   if (f.find_tensor(name + ".bias")) w.bias = vec(f, name + ".bias", out);
   return w;
 }
 
 Bert::Bert(const GGUFFile& f) {
   const std::string a = "bert.";
-  hidden_ = (size_t)f.get_int(a + "embedding_length");
-  n_layer_ = (size_t)f.get_int(a + "block_count");
-  n_head_ = (size_t)f.get_int(a + "attention.head_count");
-  n_ff_ = (size_t)f.get_int(a + "feed_forward_length");
-  n_pos_ = (size_t)f.get_int(a + "context_length");
-  eps_ = (float)f.get_float(a + "attention.layer_norm_epsilon", 1e-12);
-  const int64_t pool = f.get_int(a + "pooling_type", 1);
-  if (pool != 1 && pool != 2) throw GGUFError("bert.pooling_type " + std::to_string(pool) + " is not supported (1 = mean, 2 = cls)");
-  pooling_ = (Pooling)pool;
-  if (hidden_ == 0 || n_layer_ == 0 || n_head_ == 0 || hidden_ % n_head_ != 0 || n_ff_ == 0 || n_pos_ == 0 ||
-      hidden_ > 65536 || n_ff_ > 262144 || n_layer_ > 1024 || n_pos_ > 1u << 20) {
-    throw GGUFError("bert hyper-parameters are inconsistent");
+  // Every size below becomes an allocation or a loop bound, so each is
+  // range-checked before use (validate.h).
+  hidden_ = (size_t)setting_int(f, a + "embedding_length", 1, kMaxWidth);
+  n_layer_ = (size_t)setting_int(f, a + "block_count", 1, kMaxLayers);
+  n_head_ = (size_t)setting_int(f, a + "attention.head_count", 1, (int64_t)hidden_);
+  if (hidden_ % n_head_ != 0) {
+    bad_setting(f, a + "attention.head_count",
+                "the embedding width " + std::to_string(hidden_) + " must be a multiple of it");
   }
+  // Optional keys the forward pass doesn't read must still agree with it: BERT
+  // has no grouped-query attention and its head size is width / heads.
+  if (setting_int(f, a + "attention.head_count_kv", (int64_t)n_head_, 1, kMaxWidth) != (int64_t)n_head_) {
+    bad_setting(f, a + "attention.head_count_kv", "BERT needs as many key/value heads as attention.head_count");
+  }
+  for (const char* k : {"attention.key_length", "attention.value_length"}) {
+    if (setting_int(f, a + k, (int64_t)(hidden_ / n_head_), 1, kMaxWidth) != (int64_t)(hidden_ / n_head_)) {
+      bad_setting(f, a + k, "BERT's head size is embedding_length / head_count = " + std::to_string(hidden_ / n_head_));
+    }
+  }
+  if (f.get_bool(a + "attention.causal", false)) {
+    bad_setting(f, a + "attention.causal", "this encoder attends both ways; causal attention is not supported");
+  }
+  n_ff_ = (size_t)setting_int(f, a + "feed_forward_length", 1, kMaxFeedForward);
+  n_pos_ = (size_t)setting_int(f, a + "context_length", kMinContext, kMaxContext);
+  eps_ = (float)setting_float(f, a + "attention.layer_norm_epsilon", 1e-12, kMinNormEps, kMaxNormEps);
+  const int64_t pool = f.get_int(a + "pooling_type", 1);
+  if (pool != 1 && pool != 2) bad_setting(f, a + "pooling_type", "supported: 1 (mean), 2 (cls)");
+  pooling_ = (Pooling)pool;
   const TensorView* te = f.find_tensor("token_embd.weight");
   if (!te) throw GGUFError("tensor 'token_embd.weight' is missing from the model file");
   n_vocab_ = (size_t)te->ne[1];
-  tok_embd_ = &f.tensor("token_embd.weight", (int64_t)hidden_, (int64_t)n_vocab_);
-  pos_embd_ = &f.tensor("position_embd.weight", (int64_t)hidden_, (int64_t)n_pos_);
+  tok_embd_ = &use(f.tensor("token_embd.weight", (int64_t)hidden_, (int64_t)n_vocab_));
+  pos_embd_ = &use(f.tensor("position_embd.weight", (int64_t)hidden_, (int64_t)n_pos_));
   if (const TensorView* tt = f.find_tensor("token_types.weight")) {
-    type_embd_ = &f.tensor("token_types.weight", (int64_t)hidden_, tt->ne[1]);
+    type_embd_ = &use(f.tensor("token_types.weight", (int64_t)hidden_, tt->ne[1]));
   }
   embd_norm_ = norm(f, "token_embd_norm");
   layers_.resize(n_layer_);

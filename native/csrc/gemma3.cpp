@@ -12,6 +12,7 @@
 #include "linear.h"
 #include "model.h"
 #include "ops.h"
+#include "validate.h"
 
 namespace embedq {
 
@@ -30,15 +31,20 @@ class Gemma3 final : public Encoder {
   size_t dim() const override { return dense3_.t ? dense3_.out() : hidden_; }
   size_t max_positions() const override { return n_ctx_; }
   size_t vocab_rows() const override { return n_vocab_; }
+  const std::vector<const TensorView*>& tensors() const override { return reads_; }
 
  private:
+  const TensorView& use(const TensorView& t) {
+    reads_.push_back(&t);
+    return t;
+  }
   const float* vec(const GGUFFile& f, const std::string& name, size_t n) {
     converted_.emplace_back();
-    return vector_f32(f.tensor(name, (int64_t)n), converted_.back());
+    return vector_f32(use(f.tensor(name, (int64_t)n)), converted_.back());
   }
   Weight weight(const GGUFFile& f, const std::string& name, size_t in, size_t out) {
     Weight w;
-    w.t = &f.tensor(name, (int64_t)in, (int64_t)out);
+    w.t = &use(f.tensor(name, (int64_t)in, (int64_t)out));
     return w;
   }
   void rope(float* x, size_t n_heads, size_t pos, const std::vector<float>& inv_freq) const;
@@ -51,6 +57,7 @@ class Gemma3 final : public Encoder {
   const float* out_norm_;
   Weight dense2_, dense3_;
   std::vector<GemmaLayer> layers_;
+  std::vector<const TensorView*> reads_;
   std::vector<std::vector<float>> converted_;
   std::vector<float> x_, h_, q_, k_, v_, ctx_, tmp_, gate_, up_, pooled_, mid_;
 };
@@ -58,31 +65,46 @@ class Gemma3 final : public Encoder {
 Gemma3::Gemma3(const GGUFFile& f) {
   arch_ = f.get_string("general.architecture");
   const std::string a = arch_ + ".";
-  hidden_ = (size_t)f.get_int(a + "embedding_length");
-  n_layer_ = (size_t)f.get_int(a + "block_count");
-  n_head_ = (size_t)f.get_int(a + "attention.head_count");
-  n_head_kv_ = (size_t)f.get_int(a + "attention.head_count_kv", (int64_t)n_head_);
-  head_dim_ = (size_t)f.get_int(a + "attention.key_length", n_head_ ? (int64_t)(hidden_ / n_head_) : 0);
-  n_ff_ = (size_t)f.get_int(a + "feed_forward_length");
-  n_ctx_ = (size_t)f.get_int(a + "context_length");
-  window_ = (size_t)f.get_int(a + "attention.sliding_window", 0);
-  eps_ = (float)f.get_float(a + "attention.layer_norm_rms_epsilon", 1e-6);
-  if (hidden_ == 0 || hidden_ > 65536 || n_layer_ == 0 || n_layer_ > 1024 || n_head_ == 0 || n_head_kv_ == 0 ||
-      n_head_ % n_head_kv_ != 0 || head_dim_ == 0 || head_dim_ % 2 != 0 || head_dim_ > 4096 || n_ff_ == 0 ||
-      n_ff_ > 1u << 20 || n_ctx_ == 0 || n_ctx_ > 1u << 20) {
-    throw GGUFError(arch_ + " hyper-parameters are inconsistent");
+  // Every size below becomes an allocation or a loop bound, so each is
+  // range-checked before use (validate.h).
+  hidden_ = (size_t)setting_int(f, a + "embedding_length", 1, kMaxWidth);
+  n_layer_ = (size_t)setting_int(f, a + "block_count", 1, kMaxLayers);
+  n_head_ = (size_t)setting_int(f, a + "attention.head_count", 1, kMaxWidth);
+  n_head_kv_ = (size_t)setting_int(f, a + "attention.head_count_kv", (int64_t)n_head_, 1, (int64_t)n_head_);
+  if (n_head_ % n_head_kv_ != 0) {
+    bad_setting(f, a + "attention.head_count_kv",
+                "attention.head_count " + std::to_string(n_head_) + " must be a multiple of it");
   }
+  // Gemma's head size need not be width / heads, so the file says it; without
+  // the key, width / heads must be exact.
+  if (!f.has(a + "attention.key_length") && hidden_ % n_head_ != 0) {
+    bad_setting(f, a + "attention.head_count", "the width " + std::to_string(hidden_) +
+                                                  " is not a multiple of it and attention.key_length is missing");
+  }
+  head_dim_ = (size_t)setting_int(f, a + "attention.key_length", (int64_t)(hidden_ / n_head_), 2, kMaxWidth);
+  if (head_dim_ % 2 != 0) bad_setting(f, a + "attention.key_length", "RoPE rotates pairs, so the head size must be even");
   if (f.get_int(a + "attention.value_length", (int64_t)head_dim_) != (int64_t)head_dim_) {
-    throw GGUFError("different key and value head sizes are not supported");
+    bad_setting(f, a + "attention.value_length", "different key and value head sizes are not supported");
   }
+  if (f.get_bool(a + "attention.causal", false)) {
+    bad_setting(f, a + "attention.causal", "this encoder attends both ways; causal attention is not supported");
+  }
+  n_ff_ = (size_t)setting_int(f, a + "feed_forward_length", 1, kMaxFeedForward);
+  n_ctx_ = (size_t)setting_int(f, a + "context_length", kMinContext, kMaxContext);
+  // 0 = no windowed layers; a window wider than the context is merely full attention.
+  window_ = (size_t)setting_int(f, a + "attention.sliding_window", 0, 0, kMaxContext);
+  eps_ = (float)setting_float(f, a + "attention.layer_norm_rms_epsilon", 1e-6, kMinNormEps, kMaxNormEps);
   const int64_t pool = f.get_int(a + "pooling_type", 1);
-  if (pool != 1) throw GGUFError(arch_ + " pooling_type " + std::to_string(pool) + " is not supported (1 = mean)");
-  query_scale_ = 1.0f / std::sqrt((float)f.get_float("embedq.query_pre_attn_scalar", (double)head_dim_));
+  if (pool != 1) bad_setting(f, a + "pooling_type", "supported: 1 (mean)");
+  // Scores are scaled by 1/sqrt(this); Gemma uses the head size (256).
+  query_scale_ = 1.0f / std::sqrt((float)setting_float(f, "embedq.query_pre_attn_scalar", (double)head_dim_, 1, 1 << 20));
 
   // Rotary frequencies: full-attention layers use rope.freq_base, windowed
-  // layers the local base (10000 unless the file says otherwise).
-  const double base_full = f.get_float(a + "rope.freq_base", 1e6);
-  const double base_swa = f.get_float(a + "rope.freq_base_swa", 1e4);
+  // layers the local base (10000 unless the file says otherwise). A base
+  // below 1 would turn faster than a radian per position in the last pairs
+  // and one past 1e12 is no model's; both ends also keep base^-x finite.
+  const double base_full = setting_float(f, a + "rope.freq_base", 1e6, 1, 1e12);
+  const double base_swa = setting_float(f, a + "rope.freq_base_swa", 1e4, 1, 1e12);
   for (size_t i = 0; i < head_dim_ / 2; ++i) {
     const double e = -2.0 * (double)i / (double)head_dim_;
     inv_freq_full_.push_back((float)std::pow(base_full, e));
@@ -92,7 +114,7 @@ Gemma3::Gemma3(const GGUFFile& f) {
   const TensorView* te = f.find_tensor("token_embd.weight");
   if (!te) throw GGUFError("tensor 'token_embd.weight' is missing from the model file");
   n_vocab_ = (size_t)te->ne[1];
-  tok_embd_ = &f.tensor("token_embd.weight", (int64_t)hidden_, (int64_t)n_vocab_);
+  tok_embd_ = &use(f.tensor("token_embd.weight", (int64_t)hidden_, (int64_t)n_vocab_));
   out_norm_ = vec(f, "output_norm.weight", hidden_);
   if (const TensorView* d2 = f.find_tensor("dense_2.weight")) {
     dense2_ = weight(f, "dense_2.weight", hidden_, (size_t)d2->ne[1]);
@@ -102,16 +124,19 @@ Gemma3::Gemma3(const GGUFFile& f) {
   // Which layers slide: an explicit per-layer pattern when the file has one,
   // else Gemma 3's default of every sixth layer being global.
   std::vector<int32_t> pattern;
-  if (const GGUFValue* p = f.find(a + "attention.sliding_window_pattern")) {
-    if (p->type == GGUFType::ARRAY) pattern = f.get_int_array(a + "attention.sliding_window_pattern");
+  const std::string pk = a + "attention.sliding_window_pattern";
+  if (const GGUFValue* p = f.find(pk)) {
+    if (p->type == GGUFType::ARRAY) pattern = f.get_int_array(pk);
     else {
-      const int64_t every = p->i;
+      const int64_t every = setting_int(f, pk, 0, kMaxLayers);
       for (size_t l = 0; l < n_layer_; ++l) pattern.push_back(every > 0 && (int64_t)(l + 1) % every != 0);
     }
   }
   if (pattern.empty())
     for (size_t l = 0; l < n_layer_; ++l) pattern.push_back((l + 1) % 6 != 0);
-  if (pattern.size() != n_layer_) throw GGUFError("sliding_window_pattern does not match block_count");
+  if (pattern.size() != n_layer_) {
+    bad_setting(f, pk, "it needs one entry per layer (block_count " + std::to_string(n_layer_) + ")");
+  }
 
   const size_t qdim = n_head_ * head_dim_, kvdim = n_head_kv_ * head_dim_;
   layers_.resize(n_layer_);

@@ -412,7 +412,18 @@ std::vector<int32_t> GGUFFile::get_int_array(const std::string& key) const {
       case GGUFType::INT16: { int16_t t; std::memcpy(&t, p, 2); x = t; break; }
       case GGUFType::UINT32: { uint32_t t; std::memcpy(&t, p, 4); x = t; break; }
       case GGUFType::INT32: { int32_t t; std::memcpy(&t, p, 4); x = t; break; }
+      case GGUFType::UINT64: {
+        uint64_t t;
+        std::memcpy(&t, p, 8);
+        x = t > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)t;
+        break;
+      }
       default: { int64_t t; std::memcpy(&t, p, 8); x = t; break; }
+    }
+    // Never wrap: 2^32 + 768 must not read as 768.
+    if (x < INT32_MIN || x > INT32_MAX) {
+      throw GGUFError("GGUF metadata array '" + key + "' element " + std::to_string(i) + " = " + std::to_string(x) +
+                      " does not fit a 32-bit integer");
     }
     out[i] = (int32_t)x;
   }

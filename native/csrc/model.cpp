@@ -1,24 +1,26 @@
 #include "model.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <numeric>
 #include <stdexcept>
 #include <thread>
 
 #include "ops.h"
+#include "unicode.h"
+#include "validate.h"
 
 namespace embedq {
 
 namespace {
 
+// The id in the first of `keys` the file has (each checked in range), else
+// the id of `fallback_text` in the vocabulary, else -1.
 int32_t token_id(const GGUFFile& f, const std::vector<std::string>& tokens, std::initializer_list<const char*> keys,
                  const char* fallback_text) {
   for (const char* k : keys) {
-    if (f.has(k)) {
-      const int64_t id = f.get_int(k);
-      if (id >= 0 && (size_t)id < tokens.size()) return (int32_t)id;
-      throw GGUFError(std::string("GGUF metadata key '") + k + "' is out of the vocabulary range");
-    }
+    if (f.has(k)) return (int32_t)setting_int(f, k, 0, (int64_t)tokens.size() - 1);
   }
   if (fallback_text) {
     auto it = std::find(tokens.begin(), tokens.end(), fallback_text);
@@ -27,26 +29,95 @@ int32_t token_id(const GGUFFile& f, const std::vector<std::string>& tokens, std:
   return -1;
 }
 
+// Every special-token id the file declares, used here or not: one out of the
+// vocabulary means the file is corrupt.
+void check_special_ids(const GGUFFile& f, size_t vocab) {
+  const std::string prefix = "tokenizer.ggml.", suffix = "_token_id";
+  for (const auto& kv : f.metadata()) {
+    const std::string& k = kv.first;
+    if (k.size() > prefix.size() + suffix.size() && k.compare(0, prefix.size(), prefix) == 0 &&
+        k.compare(k.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      setting_int(f, k, 0, (int64_t)vocab - 1);
+    }
+  }
+}
+
+// The tokenizers report a bad vocabulary as invalid_argument; from a file
+// that is a bad model file.
+template <typename Make>
+std::unique_ptr<Tokenizer> make_tokenizer(Make make) {
+  try {
+    return make();
+  } catch (const std::invalid_argument& e) {
+    throw GGUFError(std::string("the model's vocabulary is unusable: ") + e.what());
+  }
+}
+
+// SentencePiece can always tokenize when it has <unk> or all 256 byte pieces
+// (type 5, unused, doesn't count); otherwise some text would fail at embed time.
+bool has_all_byte_pieces(const std::vector<std::string>& tokens, const std::vector<int32_t>& types) {
+  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+  std::vector<bool> seen(256);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const std::string& t = tokens[i];
+    if (t.size() != 6 || types[i] == 5 || t.compare(0, 3, "<0x") != 0 || t[5] != '>') continue;
+    const int hi = hex(t[3]), lo = hex(t[4]);
+    if (hi >= 0 && lo >= 0) seen[(size_t)(hi * 16 + lo)] = true;
+  }
+  return std::find(seen.begin(), seen.end(), false) == seen.end();
+}
+
+// The last line of defence behind the load-time checks: finite weights can
+// still overflow, and a NaN vector must never be returned as a result.
+// `text_index` maps the rows of `pooled` to the caller's texts.
+void check_output(const float* pooled, const std::vector<size_t>& text_index, size_t dim) {
+  size_t first = SIZE_MAX, bad = 0;
+  for (size_t i = 0; i < text_index.size(); ++i) {
+    const float* v = pooled + i * dim;
+    if (std::all_of(v, v + dim, [](float x) { return std::isfinite(x); })) continue;
+    ++bad;
+    first = std::min(first, text_index[i]);
+  }
+  if (bad == 0) return;
+  const std::string more = bad > 1 ? " and " + std::to_string(bad - 1) + " more texts of its batch" : "";
+  throw GGUFError("the model computed a non-finite vector for texts[" + std::to_string(first) + "]" + more +
+                  "; the model file's weights are probably corrupt (finite values large enough to overflow)");
+}
+
 }  // namespace
 
-Model::Model(const std::string& path, const ModelOptions& opts) : opts_(opts) {
-  file_ = GGUFFile::open(path);
+Model::Model(const std::string& path, const ModelOptions& opts) : file_(GGUFFile::open(path)), opts_(opts) {
+  try {
+    load();
+  } catch (const GGUFError& e) {
+    throw GGUFError(std::string(e.what()) + " (file '" + path + "')");
+  }
+}
+
+Model::Model(std::shared_ptr<GGUFFile> file, const ModelOptions& opts) : file_(std::move(file)), opts_(opts) { load(); }
+
+void Model::load() {
   const GGUFFile& f = *file_;
   arch_ = f.get_string("general.architecture");
+  name_ = utf8_safe(f.get_string("general.name", ""));
+  tokenizer_name_ = utf8_safe(f.get_string("tokenizer.ggml.model", ""));
   const std::vector<std::string> tokens = f.get_string_array("tokenizer.ggml.tokens");
   if (tokens.empty()) throw GGUFError("the model's vocabulary is empty");
+  if (tokens.size() > (size_t)INT32_MAX) throw GGUFError("the model's vocabulary has more than 2^31 tokens");
   vocab_size_ = tokens.size();
-  const std::string tok_model = f.get_string("tokenizer.ggml.model", "");
+  check_special_ids(f, vocab_size_);
 
   if (arch_ == "bert") {
-    if (tok_model != "bert") throw GGUFError("bert model with tokenizer '" + tok_model + "' is not supported");
+    if (tokenizer_name_ != "bert") {
+      throw GGUFError("bert model with tokenizer '" + tokenizer_name_ + "' is not supported");
+    }
     encoder_ = load_bert(f);
     WordPieceOptions wo;
     wo.lowercase = f.get_bool("embedq.do_lower_case", true);
     wo.strip_accents = wo.lowercase;
     const int32_t unk = token_id(f, tokens, {"tokenizer.ggml.unknown_token_id"}, "[UNK]");
     if (unk < 0) throw GGUFError("the vocabulary has no [UNK] token");
-    tok_ = make_wordpiece(tokens, unk, wo);
+    tok_ = make_tokenizer([&] { return make_wordpiece(tokens, unk, wo); });
     bos_ = token_id(f, tokens, {"tokenizer.ggml.cls_token_id", "tokenizer.ggml.bos_token_id"}, "[CLS]");
     eos_ = token_id(f, tokens, {"tokenizer.ggml.seperator_token_id", "tokenizer.ggml.eos_token_id"}, "[SEP]");
     if (bos_ < 0 || eos_ < 0) throw GGUFError("the vocabulary has no [CLS]/[SEP] tokens");
@@ -58,7 +129,11 @@ Model::Model(const std::string& path, const ModelOptions& opts) : opts_(opts) {
       throw GGUFError("tokenizer scores/types do not match the vocabulary size");
     }
     const int32_t unk = token_id(f, tokens, {"tokenizer.ggml.unknown_token_id"}, "<unk>");
-    tok_ = make_sentencepiece(tokens, scores, types, unk);
+    if (unk < 0 && !has_all_byte_pieces(tokens, types)) {
+      throw GGUFError("the vocabulary has neither <unk> nor the 256 byte pieces <0x00>..<0xFF>: "
+                      "some texts could not be tokenized");
+    }
+    tok_ = make_tokenizer([&] { return make_sentencepiece(tokens, scores, types, unk); });
     bos_ = token_id(f, tokens, {"tokenizer.ggml.bos_token_id"}, "<bos>");
     eos_ = token_id(f, tokens, {"tokenizer.ggml.eos_token_id"}, "<eos>");
     add_bos_ = f.get_bool("tokenizer.ggml.add_bos_token", true);
@@ -68,29 +143,59 @@ Model::Model(const std::string& path, const ModelOptions& opts) : opts_(opts) {
     throw GGUFError("model architecture '" + arch_ + "' is not supported (supported: bert, gemma-embedding)");
   }
 
-  if (encoder_->vocab_rows() < vocab_size_) throw GGUFError("the token embedding has fewer rows than the vocabulary");
-  max_tokens_ = f.get_int("embedq.max_seq_length", (int64_t)encoder_->max_positions());
-  if (opts.max_tokens > 0) max_tokens_ = opts.max_tokens;
+  // Token ids index the embedding table; llama.cpp likewise requires one row
+  // per token (converters pad the vocabulary, not the table).
+  if (encoder_->vocab_rows() != vocab_size_) {
+    throw GGUFError("tensor 'token_embd.weight' has " + std::to_string(encoder_->vocab_rows()) +
+                    " rows but the vocabulary (tokenizer.ggml.tokens) has " + std::to_string(vocab_size_) + " tokens");
+  }
+  // A longer max_seq_length than the encoder has positions is clamped below,
+  // as before; only values no model could mean are refused.
+  max_tokens_ = setting_int(f, "embedq.max_seq_length", (int64_t)encoder_->max_positions(), kMinContext, kMaxContext);
+  if (opts_.max_tokens > 0) max_tokens_ = opts_.max_tokens;
   max_tokens_ = std::min<int64_t>(max_tokens_, (int64_t)encoder_->max_positions());
-  if (max_tokens_ < 3) throw GGUFError("the model's maximum sequence length is too small");
+  if (max_tokens_ < kMinContext) throw GGUFError("the model's maximum sequence length is too small");
   normalize_default_ = f.get_bool("embedq.normalize", true);
 
-  if (f.has("embedq.prompt_names") && f.has("embedq.prompt_texts")) {
+  if (f.has("embedq.prompt_names") || f.has("embedq.prompt_texts")) {
     const auto names = f.get_string_array("embedq.prompt_names");
     const auto texts = f.get_string_array("embedq.prompt_texts");
     if (names.size() != texts.size()) throw GGUFError("embedq.prompt_names and embedq.prompt_texts differ in length");
-    for (size_t i = 0; i < names.size(); ++i) prompts_.emplace_back(names[i], texts[i]);
+    for (size_t i = 0; i < names.size(); ++i) {
+      // Prompts go to Python as str and are prepended to users' texts.
+      if (names[i].empty() || !unicode::utf8_is_valid(names[i])) {
+        bad_setting(f, "embedq.prompt_names", "entry " + std::to_string(i) + " is empty or not valid UTF-8");
+      }
+      if (!unicode::utf8_is_valid(texts[i])) {
+        bad_setting(f, "embedq.prompt_texts", "entry " + std::to_string(i) + " is not valid UTF-8");
+      }
+      for (const auto& p : prompts_) {
+        if (p.first == names[i]) bad_setting(f, "embedq.prompt_names", "prompt '" + names[i] + "' appears twice");
+      }
+      prompts_.emplace_back(names[i], texts[i]);
+    }
   }
   if (f.has("embedq.dims_allowed")) {
-    for (int32_t d : f.get_int_array("embedq.dims_allowed")) dims_allowed_.push_back(d);
+    for (int32_t d : f.get_int_array("embedq.dims_allowed")) {
+      if (d < 1 || (size_t)d > encoder_->dim()) {
+        bad_setting(f, "embedq.dims_allowed", "it holds " + std::to_string(d) + "; every entry must be in [1, " +
+                                                  std::to_string(encoder_->dim()) + "], the model's width");
+      }
+      dims_allowed_.push_back(d);
+    }
   }
   if (dims_allowed_.empty()) dims_allowed_.push_back((int64_t)encoder_->dim());
 
-  int threads = opts.threads > 0 ? opts.threads : (int)std::thread::hardware_concurrency();
+  int threads = opts_.threads > 0 ? opts_.threads : (int)std::thread::hardware_concurrency();
   if (threads < 1) threads = 1;
-  const Kernels* k = opts.kernels.empty() ? &kernels_best() : kernels_by_name(opts.kernels.c_str());
-  if (!k) throw std::invalid_argument("kernel set '" + opts.kernels + "' is not available on this CPU");
-  rt_.reset(new Runtime(threads, opts.activations, *k));
+  const Kernels* k = opts_.kernels.empty() ? &kernels_best() : kernels_by_name(opts_.kernels.c_str());
+  if (!k) throw std::invalid_argument("kernel set '" + opts_.kernels + "' is not available on this CPU");
+  rt_.reset(new Runtime(threads, opts_.activations, *k));
+
+  // Every weight the forward pass reads, scanned once: a NaN or infinity in
+  // any of them is refused here rather than found in results. See README
+  // ("Bad input") for what this costs at load.
+  check_finite(encoder_->tensors(), rt_->pool);
 }
 
 std::vector<int32_t> Model::tokenize(std::string_view text) const {
@@ -178,6 +283,7 @@ void Model::embed_ids(const int32_t* ids, size_t n_ids, const int64_t* lengths, 
     batch.ids = packed.data();
     pooled.resize(batch_idx.size() * dim);
     encoder_->forward(*rt_, batch, pooled.data());
+    check_output(pooled.data(), batch_idx, dim);
     for (size_t i = 0; i < batch_idx.size(); ++i) {
       float* o = out + batch_idx[i] * dim;
       std::copy(pooled.begin() + i * dim, pooled.begin() + (i + 1) * dim, o);
@@ -199,9 +305,9 @@ void Model::embed_ids(const int32_t* ids, size_t n_ids, const int64_t* lengths, 
 std::map<std::string, std::string> Model::info() const {
   std::map<std::string, std::string> m;
   m["architecture"] = arch_;
-  m["name"] = file_->get_string("general.name", "");
+  m["name"] = name_;
   m["path"] = file_->path();
-  m["tokenizer"] = file_->get_string("tokenizer.ggml.model", "");
+  m["tokenizer"] = tokenizer_name_;
   // The dominant weight type: the type of the most bytes among 2-D tensors.
   std::map<std::string, uint64_t> bytes;
   for (const TensorView& t : file_->tensors())

@@ -28,8 +28,10 @@ struct PackedBatch {
 // One architecture's forward pass over a packed batch of complete sequences
 // (specials included, already truncated). Only Model::embed_ids calls it, after
 // checking every length (1..max_tokens <= max_positions) and every id (below
-// the vocabulary size, which the Model's constructor checked is <= vocab_rows).
+// the vocabulary size, which the Model's constructor checked is == vocab_rows).
 // `out` receives batch.size() x dim pooled vectors, not normalized.
+// Constructors read and range-check every setting and tensor shape the
+// forward pass depends on (validate.h), throwing GGUFError.
 class Encoder {
  public:
   virtual ~Encoder() = default;
@@ -37,6 +39,8 @@ class Encoder {
   virtual size_t dim() const = 0;
   virtual size_t max_positions() const = 0;
   virtual size_t vocab_rows() const = 0;  // rows of the token embedding table
+  // Every tensor the forward pass reads, for the load-time finiteness scan.
+  virtual const std::vector<const TensorView*>& tensors() const = 0;
 };
 
 std::unique_ptr<Encoder> load_bert(const GGUFFile& f);
@@ -59,7 +63,11 @@ struct ModelOptions {
 
 class Model {
  public:
+  // Both throw GGUFError for a file that is not a usable model: unreadable,
+  // a setting out of range, a tensor of the wrong shape, a non-finite weight.
   Model(const std::string& path, const ModelOptions& opts);
+  // From a parsed file (tests and fuzzers build models in memory).
+  Model(std::shared_ptr<GGUFFile> file, const ModelOptions& opts);
 
   // Ids with the special tokens the model adds, not truncated. The one entry
   // point to the tokenizer: each call counts one text in texts_tokenized().
@@ -74,6 +82,8 @@ class Model {
   void check_ids(const int32_t* ids, size_t n_ids, const int64_t* lengths, size_t n) const;
   // out: n x dim for the n sequences packed in ids (checked first). Sequences
   // are grouped by length into forward passes of at most batch_tokens tokens.
+  // A vector with a NaN or infinity throws GGUFError naming the text instead
+  // of being returned: finite weights can still overflow.
   void embed_ids(const int32_t* ids, size_t n_ids, const int64_t* lengths, size_t n, bool normalize, float* out);
 
   uint64_t texts_tokenized() const { return texts_tokenized_.load(std::memory_order_relaxed); }
@@ -89,8 +99,11 @@ class Model {
   const char* kernels_name() const { return rt_->k.name; }
 
  private:
+  void load();
+
   std::shared_ptr<GGUFFile> file_;
   std::string arch_;
+  std::string name_, tokenizer_name_;
   std::unique_ptr<Tokenizer> tok_;
   std::unique_ptr<Encoder> encoder_;
   std::unique_ptr<Runtime> rt_;

@@ -20,8 +20,10 @@ namespace {
 
 // exp(x) for float: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-6
 // polynomial (relative error ~2e-7), 2^n assembled in the exponent bits.
-inline float exp_approx(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+// NaN in gives NaN out, so the output check sees it, but computes from 0:
+// converting NaN to an integer below would be undefined behaviour.
+inline float exp_approx(float in) {
+  const float x = in < -87.0f ? -87.0f : (in > 88.0f ? 88.0f : (in == in ? in : 0.0f));
   const float n = std::nearbyint(x * 1.44269504088896341f);
   const float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
   float p = 1.0f / 720;
@@ -34,7 +36,7 @@ inline float exp_approx(float x) {
   const int32_t bits = ((int32_t)n + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, 4);
-  return p * scale;
+  return in == in ? p * scale : in;
 }
 
 // erf(x) by Abramowitz & Stegun 7.1.28: 1 - (1 + a1 x + ... + a6 x^6)^-16,

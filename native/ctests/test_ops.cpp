@@ -93,5 +93,19 @@ int main() {
   gelu_tanh(y.data(), y.size());
   CHECK_MSG(std::fabs(y[0]) < 1e-6f && std::fabs(y[1]) < 1e-6f && y[3] == 100.0f && std::isfinite(y[4]),
             "gelu_tanh extremes");
+  // NaN (from a corrupt model's overflow) must come out as NaN, for the
+  // output check to refuse the vector, and without undefined behaviour
+  // on the way (UBSan watches the exp's exponent arithmetic).
+  const float nan = std::nanf("");
+  std::vector<float> bad = {1.0f, nan, -2.0f};
+  y = bad;
+  gelu_tanh(y.data(), y.size());
+  CHECK(std::isnan(y[1]) && std::isfinite(y[0]) && std::isfinite(y[2]));
+  y = bad;
+  gelu_erf(y.data(), y.size());
+  CHECK(std::isnan(y[1]) && std::isfinite(y[0]) && std::isfinite(y[2]));
+  y = bad;
+  softmax(y.data(), y.size());
+  CHECK(std::isnan(y[0] + y[1] + y[2]));
   return report();
 }

@@ -1,0 +1,164 @@
+#include "validate.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+
+namespace embedq {
+
+namespace {
+
+// The value as the file holds it, for messages: unsigned types print as
+// unsigned, so a corrupt 0xffffffffffffffff reads as such and not as -1.
+std::string show_value(const GGUFValue& v) {
+  char buf[64];
+  switch (v.type) {
+    case GGUFType::UINT8: case GGUFType::UINT16: case GGUFType::UINT32: case GGUFType::UINT64:
+      std::snprintf(buf, sizeof buf, "%" PRIu64, v.u);
+      return buf;
+    case GGUFType::INT8: case GGUFType::INT16: case GGUFType::INT32: case GGUFType::INT64:
+      std::snprintf(buf, sizeof buf, "%" PRId64, v.i);
+      return buf;
+    case GGUFType::BOOL: return v.u ? "true" : "false";
+    case GGUFType::FLOAT32: case GGUFType::FLOAT64:
+      std::snprintf(buf, sizeof buf, "%.9g", v.f);
+      return buf;
+    case GGUFType::STRING: {
+      const std::string_view s = v.s.substr(0, 60);
+      return "'" + std::string(s) + (s.size() < v.s.size() ? "...'" : "'");
+    }
+    case GGUFType::ARRAY: return "an array of " + std::to_string(v.count);
+  }
+  return "?";
+}
+
+std::string show_double(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", x);
+  return buf;
+}
+
+// A float is NaN or infinite exactly when its exponent bits are all ones.
+// Testing bits instead of calling isfinite keeps the inner loop branch-free,
+// so the compiler vectorizes it; weights are hundreds of megabytes.
+template <typename Bits>
+int64_t scan_exponents(const uint8_t* p, size_t stride, Bits exp_mask, uint64_t begin, uint64_t end) {
+  constexpr uint64_t kChunk = 1024;
+  for (uint64_t c = begin; c < end; c += kChunk) {
+    const uint64_t e = std::min(end, c + kChunk);
+    unsigned bad = 0;
+    for (uint64_t i = c; i < e; ++i) {
+      Bits v;
+      std::memcpy(&v, p + i * stride, sizeof v);
+      bad |= (Bits)(v & exp_mask) == exp_mask;
+    }
+    if (!bad) continue;
+    for (uint64_t i = c; i < e; ++i) {
+      Bits v;
+      std::memcpy(&v, p + i * stride, sizeof v);
+      if ((Bits)(v & exp_mask) == exp_mask) return (int64_t)i;
+    }
+  }
+  return -1;
+}
+
+// Element i of t as f32, for the error message.
+float element(const TensorView& t, uint64_t i) {
+  const uint8_t* p = static_cast<const uint8_t*>(t.data);
+  switch (t.type) {
+    case DType::F32: { float x; std::memcpy(&x, p + 4 * i, 4); return x; }
+    case DType::F16: { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return fp16_to_fp32(h); }
+    case DType::BF16: { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return bf16_to_fp32(h); }
+    case DType::Q8_0: {
+      BlockQ8_0 b;
+      std::memcpy(&b, p + i / QK8_0 * sizeof(BlockQ8_0), sizeof b);
+      return fp16_to_fp32(b.d);  // the block scale, the only part that can be non-finite
+    }
+  }
+  return 0;
+}
+
+[[noreturn]] void throw_nonfinite(const TensorView& t, uint64_t i) {
+  const uint64_t row = i / (uint64_t)t.ne[0], col = i % (uint64_t)t.ne[0];
+  std::string where = "element " + std::to_string(i);
+  if (t.n_dims > 1) where += " (row " + std::to_string(row) + ", column " + std::to_string(col) + ")";
+  const std::string what = t.type == DType::Q8_0 ? "the scale of the block holding " + where : where;
+  throw GGUFError("tensor '" + t.name + "' holds a non-finite value (" + show_double(element(t, i)) + ") at " + what +
+                  "; the model file is corrupt");
+}
+
+}  // namespace
+
+[[noreturn]] void bad_setting(const GGUFFile& f, const std::string& key, const std::string& why) {
+  const GGUFValue* v = f.find(key);
+  throw GGUFError("GGUF metadata key '" + key + "' is " + (v ? show_value(*v) : "missing") + ": " + why);
+}
+
+int64_t setting_int(const GGUFFile& f, const std::string& key, int64_t lo, int64_t hi) {
+  const int64_t x = f.get_int(key);
+  const GGUFValue* v = f.find(key);
+  const bool wrapped = v->type == GGUFType::UINT64 && v->u > (uint64_t)INT64_MAX;
+  if (wrapped || x < lo || x > hi) {
+    bad_setting(f, key, "it must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return x;
+}
+
+int64_t setting_int(const GGUFFile& f, const std::string& key, int64_t dflt, int64_t lo, int64_t hi) {
+  return f.has(key) ? setting_int(f, key, lo, hi) : dflt;
+}
+
+double setting_float(const GGUFFile& f, const std::string& key, double dflt, double lo, double hi) {
+  const double x = f.get_float(key, dflt);
+  // Written so that NaN fails it.
+  if (!(x >= lo && x <= hi)) {
+    bad_setting(f, key, "it must be a finite number in [" + show_double(lo) + ", " + show_double(hi) + "]");
+  }
+  return x;
+}
+
+int64_t first_nonfinite(const TensorView& t, uint64_t begin, uint64_t end) {
+  const uint8_t* p = static_cast<const uint8_t*>(t.data);
+  switch (t.type) {
+    case DType::F32: return scan_exponents<uint32_t>(p, 4, 0x7f800000u, begin, end);
+    case DType::F16: return scan_exponents<uint16_t>(p, 2, 0x7c00u, begin, end);
+    case DType::BF16: return scan_exponents<uint16_t>(p, 2, 0x7f80u, begin, end);
+    case DType::Q8_0: {
+      static_assert(offsetof(BlockQ8_0, d) == 0, "the scale leads a Q8_0 block");
+      const int64_t b = scan_exponents<uint16_t>(p, sizeof(BlockQ8_0), 0x7c00u, begin / QK8_0, end / QK8_0);
+      return b < 0 ? -1 : b * QK8_0;
+    }
+  }
+  return -1;
+}
+
+void check_finite(const TensorView& t) {
+  const int64_t i = first_nonfinite(t, 0, (uint64_t)t.nelements());
+  if (i >= 0) throw_nonfinite(t, (uint64_t)i);
+}
+
+void check_finite(const std::vector<const TensorView*>& tensors, ThreadPool& pool) {
+  // Pieces of 1M elements (a multiple of the Q8_0 block): enough of them to
+  // keep every thread busy on the big matrices, few enough to cost nothing.
+  constexpr uint64_t kPiece = 1 << 20;
+  struct Piece {
+    const TensorView* t;
+    uint64_t begin, end;
+  };
+  std::vector<Piece> pieces;
+  for (const TensorView* t : tensors) {
+    const uint64_t n = (uint64_t)t->nelements();
+    for (uint64_t b = 0; b < n; b += kPiece) pieces.push_back({t, b, std::min(n, b + kPiece)});
+  }
+  std::vector<int64_t> found(pieces.size(), -1);
+  pool.parallel_for(pieces.size(), [&](size_t i, int) {
+    found[i] = first_nonfinite(*pieces[i].t, pieces[i].begin, pieces[i].end);
+  });
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    if (found[i] >= 0) throw_nonfinite(*pieces[i].t, (uint64_t)found[i]);
+  }
+}
+
+}  // namespace embedq
