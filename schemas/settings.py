@@ -39,7 +39,11 @@ class Settings(BaseSettings):
                                  "more jobs before its batch runs anyway.")
     slots: int = Field(128, ge=1, description="Jobs one worker process holds at once (its coalescing buffer); "
                        "also its prefetch window.")
-    queue: str = Field("embedq", min_length=1, description="Broker queue name.")
+    queue: str = Field("embedq", min_length=1, description="Broker queue name; each model has a queue "
+                       "per name it answers to, QUEUE@NAME (worker/routing.py), and jobs naming no model use QUEUE.")
+    serves_default: bool = Field(True, description="Whether a worker also takes jobs that name no model (the "
+                                 "queue QUEUE); `embedq worker --model A --model B` sets it for A only. With "
+                                 "different models in separate `embedq worker` commands, set it on one of them.")
     visibility_timeout_s: float = Field(600.0, gt=0, description="Seconds before an unacknowledged job is "
                                         "handed to another worker; must exceed the longest batch.")
     db_outage_s: float = Field(600.0, ge=0, description="How long a job waits for an unreachable database "

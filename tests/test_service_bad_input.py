@@ -22,7 +22,6 @@ BAD = [
     (dict(texts=["fine", {"text": "x"}]), "texts[1] is dict, not a string"),
     (dict(texts=["broken \ud83d surrogate"]), "texts[0] contains a lone surrogate U+D83D at character 7"),
     (dict(texts=["ok", "x" * (10 * 1024 * 1024)]), "texts[1] has 10485760 characters; the limit is 65536"),
-    (dict(texts=["a"], model="text-embedding-3-large"), "unknown model 'text-embedding-3-large'"),
     (dict(texts=["a"], dims=100), "dims=100 is not supported"),
     (dict(texts=["a"], prompt_name="query"), "unknown prompt_name 'query'"),
     (dict(texts=["a"], normalize="no"), "normalize must be true or false"),

@@ -34,9 +34,10 @@ class Consumer(CeleryConsumer):
             return
         error = InvalidJob(reason[:2000])
         try:
+            # The client's result first: once the row is there, so is the outcome it waits for.
+            self.app.backend.mark_as_failure(job_id, error)
             rt = current_runtime()
             if rt is not None and record_failure(rt, job_id, error) and rt.guard is not None:
                 rt.guard.release(job_id, settled=True)
-            self.app.backend.mark_as_failure(job_id, error)
         except Exception:  # never let bookkeeping take the consumer down
             log.exception("could not record the refused message of job %s", job_id)

@@ -26,6 +26,8 @@ import threading
 import time
 from typing import Callable, Iterable
 
+from . import routing
+
 log = logging.getLogger("embedq.delivery")
 
 QUEUE_SCAN_LIMIT = 2000   # messages read to tell a queued job from a lost one
@@ -43,8 +45,8 @@ class Ledger:
         self.queue = queue
         self.jobs_key, self.seen_key = ledger_keys(queue)
 
-    def record(self, job_id: str, args: list, kwargs: dict, headers: dict) -> None:
-        entry = json.dumps({"args": args, "kwargs": kwargs, "headers": headers})
+    def record(self, job_id: str, args: list, kwargs: dict, headers: dict, queue: str | None = None) -> None:
+        entry = json.dumps({"args": args, "kwargs": kwargs, "headers": headers, "queue": queue or self.queue})
         self.client.pipeline(transaction=False).hset(self.jobs_key, job_id, entry) \
             .zadd(self.seen_key, {job_id: time.time()}).execute()
 
@@ -68,16 +70,18 @@ class Ledger:
         raw = self.client.hget(self.jobs_key, job_id)
         return None if raw is None else json.loads(raw)
 
-    def queued_ids(self) -> set[str] | None:
-        """Ids of the jobs waiting in the queue, or None when it is too long to read."""
-        if self.client.llen(self.queue) > QUEUE_SCAN_LIMIT:
+    def queued_ids(self, queues: Iterable[str]) -> set[str] | None:
+        """Ids of the jobs waiting in these queues, or None when they are too long to read."""
+        queues = sorted(set(queues))
+        if sum(self.client.llen(q) for q in queues) > QUEUE_SCAN_LIMIT:
             return None
         ids = set()
-        for raw in self.client.lrange(self.queue, 0, QUEUE_SCAN_LIMIT):
-            try:
-                ids.add(json.loads(raw)["headers"]["id"])
-            except (ValueError, KeyError, TypeError):
-                continue
+        for q in queues:
+            for raw in self.client.lrange(q, 0, QUEUE_SCAN_LIMIT):
+                try:
+                    ids.add(json.loads(raw)["headers"]["id"])
+                except (ValueError, KeyError, TypeError):
+                    continue
         return ids
 
     def __len__(self) -> int:
@@ -95,8 +99,9 @@ class Guard:
     """
 
     def __init__(self, ledger: Ledger, republish: Callable[[str, dict], None], name: str,
-                 interval_s: float = 5.0, stale_s: float = 30.0, flush_s: float = 0.5):
+                 interval_s: float = 5.0, stale_s: float = 30.0, flush_s: float = 0.5, queues: list[str] = ()):
         self.ledger = ledger
+        self.queues = list(queues)  # marked alive (worker/routing.py) with every heartbeat
         self.republish = republish
         self.name = name
         self.interval_s = interval_s
@@ -129,6 +134,8 @@ class Guard:
         self._stop.set()
         self._thread.join(10)
         self._flush(touch_all=False)
+        if self.queues:
+            routing.mark_gone(self.ledger.client, self.queues, self.name)
 
     def _flush(self, touch_all: bool) -> None:
         with self._lock:
@@ -153,6 +160,9 @@ class Guard:
                 if not beat:
                     continue
                 next_beat = time.monotonic() + self.interval_s
+                if self.queues:
+                    routing.mark_alive(self.ledger.client, self.queues, self.name,
+                                       ttl_s=max(routing.ALIVE_TTL_S, 3 * self.interval_s))
                 # One sweeper per interval across all workers: the lock expires by itself, so a
                 # sweeper that dies holding it blocks nobody for long.
                 if self.ledger.client.set(f"{self.ledger.seen_key}:sweeper", self.name, nx=True,
@@ -166,7 +176,8 @@ class Guard:
         stale = self.ledger.stale(self.stale_s)
         if not stale:
             return 0
-        queued = self.ledger.queued_ids()
+        entries = {i: self.ledger.entry(i) for i in stale}
+        queued = self.ledger.queued_ids(e.get("queue", self.ledger.queue) for e in entries.values() if e)
         if queued is None:
             return 0
         # Queued jobs are alive, only waiting: touching them here keeps every queued job's last
@@ -174,7 +185,7 @@ class Guard:
         self.ledger.touch([i for i in stale if i in queued])
         lost = [i for i in stale if i not in queued]
         for job_id in lost:
-            entry = self.ledger.entry(job_id)
+            entry = entries[job_id] and self.ledger.entry(job_id)
             if entry is None:  # settled since we looked
                 continue
             log.warning("job %s: no sign of life for %.0f s and not queued; publishing it again",

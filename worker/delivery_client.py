@@ -6,6 +6,7 @@ import threading
 
 from schemas.settings import get_settings
 
+from . import routing
 from .delivery import Ledger
 
 
@@ -53,10 +54,33 @@ def redis_client(url: str):
         return c
 
 
-def client_ledger(queue: str | None = None) -> Ledger | None:
+def client_ledger() -> Ledger | None:
     """The ledger jobs are recorded in before publishing, or None for brokers without one."""
     s = get_settings()
     url = s.broker()
     if not is_redis(url):
         return None
-    return Ledger(redis_client(url), queue or s.queue)
+    return Ledger(redis_client(url), s.queue)
+
+
+_liveness: dict[str, routing.Liveness] = {}
+
+
+def route(model: str | None, check: bool = True) -> str:
+    """The queue for a job asking for `model`; on Redis, ModelNotServed at once if no live worker
+    serves it (unless `check` is off: the caller waits for a worker to come)."""
+    s = get_settings()
+    queue = routing.queue_for(s.queue, model)
+    url = s.broker()
+    if model is None or not check or not is_redis(url):
+        return queue
+    client = redis_client(url)
+    with _lock:
+        live = _liveness.get(url)
+        if live is None:
+            live = _liveness[url] = routing.Liveness(client)
+    if not live.served(queue):
+        raise routing.ModelNotServed(
+            f"no running worker serves model {model!r} (queue {queue}); start one with `embedq worker --model "
+            f"{model}`, or pass wait_for_worker=True to apply_async to queue the job for a worker yet to come")
+    return queue

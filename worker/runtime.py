@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import storage
 from schemas import JobLimits, ServedModel
 from schemas.settings import Settings, get_settings
 
+from . import routing
 from .backend import EmbeddingBackend, NativeBackend
 from .coalescer import Coalescer
 from .delivery import Guard, Ledger
@@ -31,6 +32,7 @@ class Runtime:
     limits: JobLimits
     name: str
     guard: Guard | None = None  # the delivery ledger's worker side (Redis brokers)
+    queues: list[str] = field(default_factory=list)  # what this worker consumes (worker/routing.py)
 
     def close(self) -> None:
         if self.guard is not None:
@@ -68,9 +70,10 @@ def start_runtime(settings: Settings | None = None, backend: EmbeddingBackend | 
             limits=s.job_limits(),
             name=name or f"{socket.gethostname()}",
         )
+        _runtime.queues = routing.worker_queues(s.queue, served.aliases, s.serves_default)
         if is_redis(s.broker()):
             ledger = Ledger(redis_client(s.broker()), s.queue)
-            _runtime.guard = Guard(ledger, republish=_republish, name=_runtime.name,
+            _runtime.guard = Guard(ledger, republish=_republish, name=_runtime.name, queues=_runtime.queues,
                                    interval_s=min(5.0, s.delivery_stale_s / 4), stale_s=s.delivery_stale_s).start()
         log.info("serving %s (dim %d) from %s; batches of <= %d tokens, wait <= %.1f ms",
                  served.name, served.dim, getattr(backend, "path", "?"), s.batch_tokens, s.batch_wait_ms)
@@ -89,7 +92,8 @@ def current_runtime() -> Runtime | None:
 def _republish(job_id: str, entry: dict) -> None:
     from .tasks import embed
 
-    embed.apply_async(entry["args"], entry["kwargs"], task_id=job_id, headers=entry["headers"])
+    embed.apply_async(entry["args"], entry["kwargs"], task_id=job_id, headers=entry["headers"],
+                      queue=entry.get("queue"), wait_for_worker=True)
 
 
 def stop_runtime() -> None:

@@ -37,7 +37,8 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
                    help="worker processes on this machine (each loads the model, memory-mapped)")
     p.add_argument("--slots", type=int, help="jobs each process buffers for coalescing (EMBEDQ_SLOTS)")
     p.add_argument("--threads", type=int, help="compute threads per process (EMBEDQ_THREADS)")
-    p.add_argument("--model", help="GGUF path or model name (EMBEDQ_MODEL)")
+    p.add_argument("--model", action="append", help="GGUF path or model name (EMBEDQ_MODEL); repeat it to serve "
+                   "several models, each in processes of its own (--concurrency per model)")
     p.add_argument("--batch-tokens", type=int, help="token budget per batch (EMBEDQ_BATCH_TOKENS)")
     p.add_argument("--batch-wait-ms", type=float, help="longest wait of a buffered job (EMBEDQ_BATCH_WAIT_MS)")
     p.add_argument("--broker", help="broker URL (EMBEDQ_BROKER_URL)")
@@ -52,6 +53,8 @@ def add_worker_arguments(p: argparse.ArgumentParser) -> None:
 def apply_flags(args: argparse.Namespace) -> None:
     for flag, field in FLAG_SETTINGS.items():
         value = getattr(args, flag, None)
+        if isinstance(value, list):  # --model A --model B: the first is the default one
+            value = value[0]
         if value is not None:
             os.environ[f"EMBEDQ_{field.upper()}"] = str(value)
     get_settings.cache_clear()
@@ -99,11 +102,11 @@ def run_one(hostname: str) -> int:
     configure(s)
     EventsWhileWatched().install()
     try:
-        start_runtime(s, name=hostname)
+        rt = start_runtime(s, name=hostname)
     except Exception as e:
         print(f"error: cannot start the worker: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
-    argv = ["worker", "--pool", "threads", "--concurrency", str(s.slots), "--queues", s.queue,
+    argv = ["worker", "--pool", "threads", "--concurrency", str(s.slots), "--queues", ",".join(rt.queues),
             "--hostname", hostname, "--loglevel", s.log_level.upper(), "--prefetch-multiplier", "1",
             "--without-mingle", "--without-gossip"]
     try:
@@ -117,9 +120,11 @@ def run_one(hostname: str) -> int:
 
 def supervise(args: argparse.Namespace) -> int:
     """Run N single-process workers; restart one that dies, stop all on SIGTERM/SIGINT."""
-    n = args.concurrency
     s = get_settings()
-    threads = s.threads or max(1, (os.cpu_count() or 1) // n)
+    models = list(getattr(args, "model", None) or [s.model])
+    # One process per model and --concurrency slot: process i serves models[i // n].
+    n, total = args.concurrency, args.concurrency * len(models)
+    threads = s.threads or max(1, (os.cpu_count() or 1) // total)
     # Children stop if the supervisor dies, instead of running on unsupervised.
     env = {**os.environ, "EMBEDQ_THREADS": str(threads), "EMBEDQ_EXIT_WITH_PARENT": str(os.getpid())}
     host = socket.gethostname()
@@ -127,10 +132,15 @@ def supervise(args: argparse.Namespace) -> int:
     base, _, at = hostname.partition("@")
 
     def start(i: int) -> subprocess.Popen:
-        name = hostname if n == 1 else f"{base}-{i}@{at or host}"
-        return subprocess.Popen([sys.executable, "-m", "worker.serve", "--child", "--hostname", name], env=env)
+        m = i // n
+        name = hostname if total == 1 else f"{base}-{i}@{at or host}"
+        # Jobs that name no model go to the first model's processes only.
+        child_env = {**env, "EMBEDQ_MODEL": str(models[m]),
+                     **({"EMBEDQ_SERVES_DEFAULT": "0"} if m > 0 else {})}
+        return subprocess.Popen([sys.executable, "-m", "worker.serve", "--child", "--hostname", name],
+                                env=child_env)
 
-    children = {i: start(i) for i in range(n)}
+    children = {i: start(i) for i in range(total)}
     started = {i: time.monotonic() for i in children}
     failures = {i: 0 for i in children}
     stopping = False

@@ -5,7 +5,8 @@ embed(texts, model=None, prompt_name=None, dims=None, normalize=True) -> summary
 The job id is the Celery task id; vectors and metrics are read with storage.get_vectors/get_metrics.
 A job rejected by validation raises schemas.InvalidJob, one that cannot be computed JobFailed; both
 are stored as failed with the reason. `embed.delay` raises BrokerUnavailable within seconds when the
-broker cannot be reached; it never hangs.
+broker cannot be reached (it never hangs), and ModelNotServed at once when no running worker serves
+the model asked for (worker/routing.py; `apply_async(..., wait_for_worker=True)` queues it anyway).
 """
 from __future__ import annotations
 
@@ -20,13 +21,21 @@ from schemas import InvalidJob
 from storage import is_transient
 
 from .app import app
-from .delivery_client import BrokerUnavailable, client_ledger, is_connection_error
+from .delivery_client import BrokerUnavailable, client_ledger, is_connection_error, route
 from .job_runner import ENQUEUED_HEADER, JobFailed, record_failure, run_job
+from .routing import ModelNotServed
 from .runtime import current_runtime, get_runtime
 
 # A job whose failure could not be recorded (the database was down past EMBEDQ_DB_OUTAGE_S) goes
 # back to the broker with its reason under this keyword; its next delivery only records it.
 FAILURE_KWARG = "_embedq_failed"
+
+
+def _model_of(args, kwargs) -> str | None:
+    model = (kwargs or {}).get("model")
+    if model is None and args is not None and len(args) > 1:
+        model = args[1]
+    return model if isinstance(model, str) else None  # a malformed one fails validation in the worker
 
 
 def _shown(texts):
@@ -41,13 +50,16 @@ class EmbedTask(Task):
         headers = dict(options.pop("headers", None) or {})
         headers.setdefault(ENQUEUED_HEADER, time.time())
         task_id = options.setdefault("task_id", uuid())
+        wait_for_worker = options.pop("wait_for_worker", False)
         # What Flower and logs show of the arguments: never the users' texts, only how many.
         options.setdefault("argsrepr", repr([_shown(a) if i == 0 else a for i, a in enumerate(args or ())]))
         options.setdefault("kwargsrepr", repr({k: _shown(v) if k == "texts" else v for k, v in (kwargs or {}).items()}))
-        ledger = client_ledger(options.get("queue"))
+        ledger = client_ledger()
         try:
+            if "queue" not in options:
+                options["queue"] = route(_model_of(args, kwargs), check=not wait_for_worker)
             if ledger is not None:
-                ledger.record(task_id, list(args or ()), dict(kwargs or {}), headers)
+                ledger.record(task_id, list(args or ()), dict(kwargs or {}), headers, queue=options["queue"])
             try:
                 return super().apply_async(args, kwargs, headers=headers, **options)
             except BaseException:
