@@ -20,9 +20,7 @@ Everything talks to 127.0.0.1 only; streams and waits are bounded in count and t
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -92,71 +90,21 @@ class RedisServer:
         self.start()
 
 
-class Deployment:
-    """A broker, a database, a model and the workers serving them; this process is their client."""
+def deployment(workdir: Path, broker_url: str, database_url: str, model, **settings):
+    """The service on this machine (worker.processes.Deployment), this process its client."""
+    from worker.processes import Deployment
 
-    def __init__(self, workdir: Path, broker_url: str, database_url: str, model: str, **settings):
-        from worker.processes import WorkerProcess  # noqa: F401  (fail early if the service is not installed)
+    return Deployment(broker_url, workdir, model, database_url, queue="faults", node="faults", **settings).client()
 
-        self.workdir = Path(workdir)
-        self.env = {"EMBEDQ_BROKER_URL": broker_url, "EMBEDQ_RESULT_BACKEND": broker_url,
-                    "EMBEDQ_DATABASE_URL": database_url, "EMBEDQ_MODEL": str(model), "EMBEDQ_THREADS": "1",
-                    "EMBEDQ_HOME": str(self.workdir / "home"), "EMBEDQ_QUEUE": "faults",
-                    **{f"EMBEDQ_{k.upper()}": str(v) for k, v in settings.items()}}
-        self.workers = []
-        self._saved = {k: os.environ.get(k) for k in self.env}
-        os.environ.update(self.env)
-        from schemas.settings import get_settings
-        from worker.app import configure
 
-        get_settings.cache_clear()
-        configure(get_settings())
-
-    def start_worker(self, name: str, concurrency: int = 1):
-        from worker.processes import WorkerProcess
-
-        w = WorkerProcess(f"{name}@faults", self.workdir / f"{name}.log", env=self.env,
-                          args=["--concurrency", str(concurrency)]).start()
-        self.workers.append(w)
-        return w
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        for w in self.workers:
-            for pid_name in self.node_names(w):
-                w.wait_for_log(f"{pid_name} ready.", timeout)
-
-    def alive(self, timeout: float = 60.0) -> int:
-        """Worker processes running, once every supervisor has had `timeout` to restart its dead ones."""
-        want = sum(len(self.node_names(w)) for w in self.workers)
-        deadline = time.monotonic() + timeout
-        while True:
-            n = sum(len(w.children()) for w in self.workers if w.proc.poll() is None)
-            if n >= want or time.monotonic() > deadline:
-                return n
-            time.sleep(0.2)
-
-    @staticmethod
-    def node_names(w) -> list[str]:
-        n = int(w.args[w.args.index("--concurrency") + 1])
-        if n == 1:
-            return [w.hostname]
-        base, _, at = w.hostname.partition("@")
-        return [f"{base}-{i}@{at}" for i in range(n)]
-
-    def close(self) -> None:
-        for w in self.workers:
-            w.stop(timeout=30)
-        for k, v in self._saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        from schemas.settings import get_settings
-
-        import storage
-
-        get_settings.cache_clear()
-        storage.dispose_all()
+def alive(dep, timeout: float = 60.0) -> int:
+    """Worker processes running, once every supervisor has had `timeout` to restart its dead ones."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = sum(len(w.children()) for w in dep.workers if w.proc.poll() is None)
+        if n >= len(dep.workers) or time.monotonic() > deadline:
+            return n
+        time.sleep(0.2)
 
 
 @dataclass
@@ -288,7 +236,7 @@ def tally(scenario: str, database_url: str, stream: Stream, recover_s: float | N
 
 
 # -- the scenarios -----------------------------------------------------------------------------------
-def worker_kills(dep: Deployment, model, kills: int, label: str, rate: float = 8.0, seed: int = 1,
+def worker_kills(dep, model, kills: int, label: str, rate: float = 8.0, seed: int = 1,
                  gap_s: tuple[float, float] = (1.0, 4.0)) -> Outcome:
     """SIGKILL a worker process at random moments under a steady stream; its supervisor restarts it."""
     rng = random.Random(seed)
@@ -309,10 +257,10 @@ def worker_kills(dep: Deployment, model, kills: int, label: str, rate: float = 8
         stream.stop()
     recover = settle(dep.env["EMBEDQ_DATABASE_URL"], list(stream.jobs), SETTLE_S)
     return tally(label, dep.env["EMBEDQ_DATABASE_URL"], stream, recover, model,
-                 notes=f"{restarts} kills; {dep.alive()} worker processes alive after")
+                 notes=f"{restarts} kills; {alive(dep)} worker processes alive after")
 
 
-def redis_restarts(dep: Deployment, redis: RedisServer, model, restarts: int, outage_s: float, sig: int,
+def redis_restarts(dep, redis: RedisServer, model, restarts: int, outage_s: float, sig: int,
                    label: str, rate: float = 8.0, seed: int = 2) -> Outcome:
     """Stop Redis (SIGTERM or SIGKILL), keep it down `outage_s`, start it again; `restarts` times."""
     stream = Stream(rate=rate, seed=seed).start()
@@ -325,10 +273,10 @@ def redis_restarts(dep: Deployment, redis: RedisServer, model, restarts: int, ou
         stream.stop()
     recover = settle(dep.env["EMBEDQ_DATABASE_URL"], list(stream.jobs), SETTLE_S)
     return tally(label, dep.env["EMBEDQ_DATABASE_URL"], stream, recover, model,
-                 notes=f"{dep.alive()} worker processes alive after")
+                 notes=f"{alive(dep)} worker processes alive after")
 
 
-def database_outage(dep: Deployment, stop, start, model, outage_s: float, label: str, rate: float = 8.0,
+def database_outage(dep, stop, start, model, outage_s: float, label: str, rate: float = 8.0,
                     seed: int = 3) -> Outcome:
     """Take the database away for `outage_s` under a steady stream, then bring it back."""
     stream = Stream(rate=rate, seed=seed).start()
@@ -391,11 +339,10 @@ def _kills(workdir: Path, model, db_kind: str, workers: int, kills: int) -> Outc
         url = f"sqlite:///{workdir / 'faults.sqlite'}"
         if db_kind == "postgresql":
             pg, url = pg_database(workdir)
-        dep = Deployment(workdir, redis.url, url, model.path, slots=16, batch_wait_ms=20)
+        dep = deployment(workdir, redis.url, url, model.path, slots=16, batch_wait_ms=20)
         try:
             for i in range(workers):
                 dep.start_worker(f"w{i}")
-            dep.wait_ready()
             return worker_kills(dep, model, kills, f"worker SIGKILL x{kills}, {workers} worker(s), Redis + "
                                 f"{'PostgreSQL' if pg else 'SQLite'}")
         finally:
@@ -409,10 +356,9 @@ def _kills(workdir: Path, model, db_kind: str, workers: int, kills: int) -> Outc
 def _restarts(workdir: Path, model, sig: int, outage: float, n: int) -> Outcome:
     redis = RedisServer(workdir).start()
     try:
-        dep = Deployment(workdir, redis.url, f"sqlite:///{workdir / 'faults.sqlite'}", model.path, slots=16)
+        dep = deployment(workdir, redis.url, f"sqlite:///{workdir / 'faults.sqlite'}", model.path, slots=16)
         try:
             dep.start_worker("w")
-            dep.wait_ready()
             name = "SIGTERM" if sig == signal.SIGTERM else "SIGKILL"
             return redis_restarts(dep, redis, model, n, outage, sig,
                                   f"Redis {name}, {outage:g} s down, x{n} (AOF everysec)")
@@ -427,10 +373,9 @@ def _db_outage(workdir: Path, model, outage: float) -> Outcome:
     pg, url = pg_database(workdir)
     box = {"srv": pg}
     try:
-        dep = Deployment(workdir, redis.url, url, model.path, slots=16)
+        dep = deployment(workdir, redis.url, url, model.path, slots=16)
         try:
             dep.start_worker("w")
-            dep.wait_ready()
             return database_outage(dep, lambda: box["srv"].cleanup(), lambda: box.update(srv=pg_restart(workdir)),
                                    model, outage, f"PostgreSQL stopped {outage:g} s")
         finally:

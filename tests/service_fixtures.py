@@ -112,64 +112,13 @@ def service_model(minilm_gguf):
 
 
 # -- worker processes ---------------------------------------------------------------------------------
-class Service:
-    """A broker queue, a database and the worker processes serving them, for one test module.
+def Service(redis_url: str, workdir: Path, model_path: Path, database_url: str | None = None, **settings):
+    """A broker queue of its own (so test modules never share jobs), a database and the worker
+    processes serving them (worker.processes.Deployment), named NAME@test."""
+    from worker.processes import Deployment
 
-    `env` is what worker processes get; `client()` points this process's Celery app at the same
-    broker, so `embed.delay` from the test reaches these workers (its own queue keeps modules apart).
-    """
-
-    def __init__(self, redis_url: str, workdir: Path, model_path: Path, database_url: str | None = None, **settings):
-        self.workdir = workdir
-        self.queue = "test-" + uuid.uuid4().hex[:8]
-        self.database_url = database_url or f"sqlite:///{workdir / 'embedq.sqlite'}"
-        self.env = {
-            "EMBEDQ_BROKER_URL": redis_url, "EMBEDQ_RESULT_BACKEND": redis_url,
-            "EMBEDQ_DATABASE_URL": self.database_url, "EMBEDQ_MODEL": str(model_path),
-            "EMBEDQ_QUEUE": self.queue, "EMBEDQ_THREADS": "1", "EMBEDQ_HOME": str(workdir / "home"),
-        }
-        self.env.update({f"EMBEDQ_{k.upper()}": str(v) for k, v in settings.items()})
-        self.workers = []
-        self._saved_env: dict[str, str | None] = {}
-
-    def client(self) -> "Service":
-        from schemas.settings import get_settings
-        from worker.app import configure
-
-        for k, v in self.env.items():
-            self._saved_env.setdefault(k, os.environ.get(k))
-            os.environ[k] = v
-        get_settings.cache_clear()
-        configure(get_settings())
-        return self
-
-    def start_worker(self, name: str, wait: bool = True, args: list[str] | None = None, **settings):
-        """Start `python -m worker.serve` (what `embedq worker` runs) as node NAME@test."""
-        from worker.processes import WorkerProcess
-
-        env = {**self.env, **{f"EMBEDQ_{k.upper()}": str(v) for k, v in settings.items()}}
-        w = WorkerProcess(f"{name}@test", self.workdir / f"{name}.log", env=env, args=args,
-                          cwd=Path(__file__).parent.parent)
-        self.workers.append(w)
-        w.start()
-        if wait:
-            w.wait_ready()
-        return w
-
-    def close(self) -> None:
-        for w in self.workers:
-            w.stop(timeout=20)
-        for k, v in self._saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        from schemas.settings import get_settings
-
-        get_settings.cache_clear()
-        import storage
-
-        storage.dispose_all()
+    return Deployment(redis_url, workdir, model_path, database_url, queue="test-" + uuid.uuid4().hex[:8],
+                      node="test", **settings)
 
 
 @pytest.fixture

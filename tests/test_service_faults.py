@@ -24,8 +24,8 @@ def private_redis(tmp_path):
 def deployment(tmp_path, private_redis, minilm_gguf):
     made = []
 
-    def make(database_url: str | None = None, **settings) -> faults.Deployment:
-        dep = faults.Deployment(tmp_path, private_redis.url, database_url or f"sqlite:///{tmp_path / 'f.sqlite'}",
+    def make(database_url: str | None = None, **settings):
+        dep = faults.deployment(tmp_path, private_redis.url, database_url or f"sqlite:///{tmp_path / 'f.sqlite'}",
                                 minilm_gguf, **{"slots": 16, "batch_wait_ms": 20, "delivery_stale_s": 8, **settings})
         made.append(dep)
         return dep
@@ -44,7 +44,6 @@ def assert_nothing_lost(o: faults.Outcome) -> None:
 def test_worker_sigkills_under_a_stream_lose_nothing(deployment, service_model):
     dep = deployment()
     dep.start_worker("a")
-    dep.wait_ready()
     o = faults.worker_kills(dep, service_model, kills=4, label="kills", rate=6)
     assert_nothing_lost(o)
     assert "4 kills" in o.notes and "1 worker processes alive" in o.notes
@@ -54,7 +53,6 @@ def test_worker_sigkills_with_two_workers_on_postgres_lose_nothing(deployment, s
     dep = deployment(database_url=pg_url)
     dep.start_worker("a")
     dep.start_worker("b")
-    dep.wait_ready()
     o = faults.worker_kills(dep, service_model, kills=4, label="kills", rate=6, seed=5)
     assert_nothing_lost(o)
     assert "2 worker processes alive" in o.notes
@@ -64,7 +62,6 @@ def test_worker_sigkills_with_two_workers_on_postgres_lose_nothing(deployment, s
 def test_redis_restarts_lose_nothing_and_clients_hear_at_once(deployment, private_redis, service_model, sig):
     dep = deployment()
     dep.start_worker("a")
-    dep.wait_ready()
     o = faults.redis_restarts(dep, private_redis, service_model, restarts=2, outage_s=3, sig=sig, label="redis")
     assert_nothing_lost(o)
     assert "1 worker processes alive" in o.notes  # the worker survived, or its supervisor restarted it
@@ -78,7 +75,6 @@ def test_a_database_outage_makes_jobs_wait_not_fail(deployment, service_model, t
     try:
         dep = deployment(database_url=url)
         dep.start_worker("a")
-        dep.wait_ready()
         o = faults.database_outage(dep, lambda: box["srv"].cleanup(),
                                    lambda: box.update(srv=faults.pg_restart(tmp_path)), service_model,
                                    outage_s=30, label="db")

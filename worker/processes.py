@@ -112,3 +112,67 @@ class WorkerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class Deployment:
+    """A broker, a database, a model and the worker processes serving them, on this machine, with this
+    process as their client (the tests, the fault suite and the benchmarks run the service so).
+
+    `env` is what worker processes get; `client()` points this process's settings and Celery app at
+    the same broker and database, so `embed.delay` reaches these workers; `close()` stops them and
+    gives the process its environment back. `node` names the workers NAME@<node>.
+    """
+
+    def __init__(self, broker_url: str, workdir: str | os.PathLike, model: str | os.PathLike,
+                 database_url: str | None = None, queue: str = "embedq", node: str = "local", **settings):
+        self.workdir = Path(workdir)
+        self.queue = queue
+        self.node = node
+        self.database_url = database_url or f"sqlite:///{self.workdir / 'embedq.sqlite'}"
+        self.env = {
+            "EMBEDQ_BROKER_URL": broker_url, "EMBEDQ_RESULT_BACKEND": broker_url,
+            "EMBEDQ_DATABASE_URL": self.database_url, "EMBEDQ_MODEL": str(model), "EMBEDQ_QUEUE": queue,
+            "EMBEDQ_THREADS": "1", "EMBEDQ_HOME": str(self.workdir / "home"),
+            **{f"EMBEDQ_{k.upper()}": str(v) for k, v in settings.items()},
+        }
+        self.workers: list[WorkerProcess] = []
+        self._saved_env: dict[str, str | None] = {}
+
+    def client(self) -> "Deployment":
+        from schemas.settings import get_settings
+
+        from .app import configure
+
+        for k, v in self.env.items():
+            self._saved_env.setdefault(k, os.environ.get(k))
+            os.environ[k] = v
+        get_settings.cache_clear()
+        configure(get_settings())
+        return self
+
+    def start_worker(self, name: str, wait: bool = True, args: list[str] | None = None,
+                     **settings) -> WorkerProcess:
+        """Start `python -m worker.serve` (what `embedq worker` runs) as node NAME@<node>."""
+        env = {**self.env, **{f"EMBEDQ_{k.upper()}": str(v) for k, v in settings.items()}}
+        w = WorkerProcess(f"{name}@{self.node}", self.workdir / f"{name}.log", env=env, args=args,
+                          cwd=Path(__file__).resolve().parent.parent)
+        self.workers.append(w)
+        w.start()
+        if wait:
+            w.wait_ready()
+        return w
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop(timeout=30)
+        for k, v in self._saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        from schemas.settings import get_settings
+
+        import storage
+
+        get_settings.cache_clear()
+        storage.dispose_all()

@@ -23,7 +23,7 @@ from storage import is_transient
 from .app import app
 from .delivery_client import BrokerUnavailable, client_ledger, is_connection_error, route
 from .job_runner import ENQUEUED_HEADER, JobFailed, record_failure, run_job
-from .routing import ModelNotServed
+from .routing import ModelNotServed  # noqa: F401  (raised by embed.delay; importable from here)
 from .runtime import current_runtime, get_runtime
 
 # A job whose failure could not be recorded (the database was down past EMBEDQ_DB_OUTAGE_S) goes
