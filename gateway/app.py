@@ -7,7 +7,7 @@ and refused at the first failing step:
      messages as the worker's (400; 413 when the job is refused for its size alone);
   3. a worker serving the model on our queue (503: none answers, or none serves that model);
   4. the same validation against that model: dimensions, prompt_name (400);
-  5. the queue's depth (429 past EMBEDQ_HTTP_MAX_QUEUE);
+  5. the depth of the queues that model's workers consume (429 past EMBEDQ_HTTP_MAX_QUEUE);
 then the job is published. /v1/embeddings waits for it in a thread of the wait pool for up to
 EMBEDQ_HTTP_WAIT_S (504 past that, the job kept and named), and reads its vectors and metrics
 from the database.
@@ -172,7 +172,7 @@ class Gateway:
                    normalize=body.get("normalize", True))
         self._validate(raw)
         broker = self.broker
-        snap = await run_in_threadpool(broker.snapshot)
+        snap = broker.snapshot(blocking=False) or await run_in_threadpool(broker.snapshot)
         if not snap.models:
             why = f" ({snap.error})" if snap.error else ""
             raise APIError(503, f"no worker is answering on queue {broker.queue!r}{why}; start one with "
@@ -187,7 +187,9 @@ class Gateway:
                            headers={"Retry-After": "5"})
         req = self._validate(raw, served=wm.served())
         try:
-            depth = await run_in_threadpool(broker.queue_depth)
+            depth = broker.queue_depth(wm.queues, blocking=False)
+            if depth is None:
+                depth = await run_in_threadpool(broker.queue_depth, wm.queues)
         except Exception as e:
             raise APIError(503, f"the broker is unavailable: {type(e).__name__}: {e}",
                            code="broker_unavailable") from e
@@ -223,14 +225,15 @@ class Gateway:
                            headers={"Retry-After": "1"})
         job_id = uuid()
         try:
-            result = self.broker.submit(req, job_id)
+            result = self.broker.submit(req, job_id, mark=False)
         except Exception as e:
-            raise APIError(503, f"the broker is unavailable: {type(e).__name__}: {e}",
-                           code="broker_unavailable") from e
+            raise submit_error(e) from e
         try:
             summary = self.broker.wait(result, deadline - time.monotonic())
         except JobTimeout:
             self.metrics.outcome("timeout")
+            with contextlib.suppress(Exception):  # so that /v1/jobs/ID says "queued" until a worker takes it
+                self.broker.mark_queued(job_id)
             url = f"/v1/jobs/{job_id}"
             raise APIError(504, f"job {job_id} did not finish within {self.settings.http_wait_s:g} s "
                                 f"(EMBEDQ_HTTP_WAIT_S); it is kept and goes on: fetch it from {url} "
@@ -246,11 +249,13 @@ class Gateway:
             self.metrics.outcome("failed")
             raise APIError(500, f"job {job_id} failed: {type(e).__name__}: {e}", code="job_failed",
                            job_id=job_id) from e
-        db = self.db()
-        vectors = storage.get_vectors(db, job_id)
-        m = storage.get_metrics(db, job_id)
+        out = storage.get_output(self.db(), job_id)
+        vectors, m = out["vectors"], out["metrics"]
         self.metrics.observe_job(len(req.texts), m)
-        tokens = int(m["tokens"])
+        # The input's tokens as the runtime counted them, text by text (a cache hit carries the
+        # count of the row it reused); rows from before per-text counts: the tokens the job ran.
+        per_text = out["tokens"]
+        tokens = sum(per_text) if None not in per_text else int(m["tokens"])
         out = {"object": "list",
                "data": [{"object": "embedding", "embedding": encode_vector(v, encoding), "index": i}
                         for i, v in enumerate(vectors)],
@@ -273,8 +278,7 @@ class Gateway:
         try:
             await run_in_threadpool(publish)
         except Exception as e:
-            raise APIError(503, f"the broker is unavailable: {type(e).__name__}: {e}",
-                           code="broker_unavailable") from e
+            raise submit_error(e) from e
         url = f"/v1/jobs/{job_id}"
         return JSONResponse({"object": "job", "id": job_id, "status": "queued", "model": wm.name,
                              "count": len(req.texts), "url": url}, status_code=202, headers={"Location": url})
@@ -461,7 +465,8 @@ class Gateway:
 
         broker = self.broker
         (b_ok, depth, b_err), (d_ok, _, d_err), (w_ok, snap, w_err) = await asyncio.gather(
-            check(lambda: broker.queue_depth(max_age=0)), check(database), check(broker.snapshot))
+            check(lambda: broker.queue_depth(broker.all_queues(), max_age=0)), check(database),
+            check(broker.snapshot))
         workers = snap.workers if snap is not None else []
         if w_ok and not workers:
             w_ok, w_err = False, snap.error or f"no worker answers on queue {broker.queue!r}"
@@ -480,7 +485,7 @@ class Gateway:
         with contextlib.suppress(Exception):
             out["jobs"] = storage.status_counts(self.db())
         with contextlib.suppress(Exception):
-            out["queue_depth"] = self.broker.queue_depth()
+            out["queue_depths"] = self.broker.depths(self.broker.all_queues())
         with contextlib.suppress(Exception):
             snap = self.broker._snapshot
             if snap.at:
@@ -524,6 +529,15 @@ class Gateway:
         for key in self.keys:  # every key compared, in constant time each
             ok |= hmac.compare_digest(given, key)
         return ok
+
+
+def submit_error(e: Exception) -> APIError:
+    """503 for a job that could not be published: nobody serves its model (routing by model
+    refuses it at once), or the broker cannot be reached."""
+    if isinstance(e, LookupError):  # worker.routing.ModelNotServed
+        return APIError(503, str(e), param="model", code="model_not_served", headers={"Retry-After": "5"})
+    return APIError(503, f"the broker is unavailable: {type(e).__name__}: {e}", code="broker_unavailable",
+                    headers={"Retry-After": "5"})
 
 
 def unavailable(e: Exception) -> Response | None:

@@ -4,18 +4,21 @@ threads, never on the event loop.
 
 Waiting: `AsyncResult.get` in a thread of the gateway's wait pool (EMBEDQ_HTTP_WAIT_THREADS), the
 job submitted from that same thread (Celery's result backends are per thread). A job is the
-`embed` task, sent exactly as `embed.delay` sends it, with a job id chosen here: before the message
-is published the id is marked QUEUED in Celery's result backend, so GET /v1/jobs/ID can tell a job
-still waiting in the queue (it has no database row until a worker claims it) from an unknown id.
-The worker's own result overwrites the mark.
+`embed` task, sent exactly as `embed.delay` sends it, with a job id chosen here. A job submitted
+with POST /v1/jobs is marked QUEUED in Celery's result backend before its message is published
+(one submitted with POST /v1/embeddings only when its wait runs out), so GET /v1/jobs/ID can tell
+a job still waiting in the queue (it has no database row until a worker claims it) from an
+unknown id. The worker's own result overwrites the mark.
 
-Queue depth: messages waiting in the broker queue, not yet taken by a worker (kombu's passive
-queue_declare: LLEN on Redis, a COUNT on the embedded broker). Workers prefetch what their
-buffers hold, so this is the backlog beyond them. Cached for DEPTH_TTL_S.
+Queue depth: messages waiting in the broker queues a model's workers consume, not yet taken by a
+worker (kombu's passive queue_declare: LLEN on Redis, a COUNT on the embedded broker), summed:
+EMBEDQ_QUEUE and, where jobs are routed by model, its QUEUE@NAME queues. Workers prefetch what
+their buffers hold, so this is the backlog beyond them. Cached for DEPTH_TTL_S.
 
 Workers: the `embedq_info` remote-control command on brokers that broadcast (Redis), answered by
 every worker however long its queue; the `embedq.info` task through the queue on the embedded
-broker (worker/info.py). Only workers consuming the gateway's queue count. Cached for
+broker (worker/info.py). Only workers consuming the gateway's queues (EMBEDQ_QUEUE or QUEUE@NAME)
+count. Cached for
 WORKERS_TTL_S (NO_WORKERS_TTL_S when none answered), refreshed in the background while a stale
 answer is still served.
 """
@@ -61,6 +64,7 @@ class WorkerModel:
     max_tokens: int | None
     prompts: dict
     workers: tuple[str, ...]
+    queues: tuple[str, ...] = ()   # the broker queues its workers consume (ours only)
     architecture: str | None = None
     weight_type: str | None = None
 
@@ -86,14 +90,16 @@ class Snapshot:
 
 
 def group_models(infos: list[dict]) -> list[WorkerModel]:
-    """Worker answers (worker/info.py served_info) -> one entry per model, its workers listed."""
+    """Worker answers (worker/info.py served_info) -> one entry per model, its workers and queues listed."""
     by_name: dict[str, dict] = {}
     for i in infos:
-        m = by_name.setdefault(i["model"], {**i, "workers": []})
+        m = by_name.setdefault(i["model"], {**i, "workers": [], "queues": set()})
         m["workers"].append(i["worker"])
+        m["queues"].update(i.get("queues") or ())
     return [WorkerModel(name=m["model"], aliases=frozenset(m.get("aliases") or ()), dim=int(m["dim"]),
                         dims_allowed=tuple(m.get("dims_allowed") or (m["dim"],)), max_tokens=m.get("max_tokens"),
                         prompts=dict(m.get("prompts") or {}), workers=tuple(sorted(m["workers"])),
+                        queues=tuple(sorted(m["queues"])),
                         architecture=m.get("architecture"), weight_type=m.get("weight_type"))
             for m in sorted(by_name.values(), key=lambda m: m["model"])]
 
@@ -114,7 +120,7 @@ class Broker:
         self.embed = embed
         self.queue = settings.queue
         self.broadcasts = broadcasts(settings.broker())
-        self._depth: tuple[float, int] | None = None
+        self._depth: dict[tuple[str, ...], tuple[float, int]] = {}
         self._depth_lock = threading.Lock()
         self._snapshot = Snapshot()
         self._snapshot_lock = threading.Lock()
@@ -123,12 +129,22 @@ class Broker:
         self._info_pending = None  # the embedded broker: the one embedq.info task in flight
 
     # -- jobs ---------------------------------------------------------------------------------------
-    def submit(self, req: EmbedRequest, job_id: str | None = None):
-        """Publish `req` as an embed job (the same message as embed.delay); returns its AsyncResult."""
+    def submit(self, req: EmbedRequest, job_id: str | None = None, mark: bool = True):
+        """Publish `req` as an embed job (the same message as embed.delay); returns its AsyncResult.
+        `mark`: mark it QUEUED first (a caller that waits for the job marks it only if it gives up)."""
         job_id = job_id or uuid()
-        self.app.backend.store_result(job_id, {"queued_at": time.time()}, QUEUED)
+        if mark:
+            self.mark_queued(job_id)
         kwargs = dict(model=req.model, prompt_name=req.prompt_name, dims=req.dims, normalize=req.normalize)
         return self.embed.apply_async(args=[list(req.texts)], kwargs=kwargs, task_id=job_id)
+
+    def mark_queued(self, job_id: str) -> None:
+        """Mark a published job QUEUED unless its result is in already (KV backends such as Redis
+        never overwrite a success anyway)."""
+        from celery import states
+
+        if self.app.AsyncResult(job_id).state not in states.READY_STATES:
+            self.app.backend.store_result(job_id, {"queued_at": time.time()}, QUEUED)
 
     def wait(self, result, timeout: float) -> dict:
         """The job's summary; raises JobTimeout past `timeout`, or the task's own error."""
@@ -147,32 +163,52 @@ class Broker:
         return r.state, r.result
 
     # -- queue depth --------------------------------------------------------------------------------
-    def queue_depth(self, max_age: float = DEPTH_TTL_S) -> int:
+    def ours(self, queue: str) -> bool:
+        """EMBEDQ_QUEUE itself, or one of its per-model queues QUEUE@NAME (worker/routing.py)."""
+        return queue == self.queue or queue.startswith(self.queue + "@")
+
+    def queue_depth(self, queues: tuple[str, ...] | None = None, max_age: float = DEPTH_TTL_S,
+                    blocking: bool = True) -> int | None:
+        """Messages waiting in `queues` (default: EMBEDQ_QUEUE), at most `max_age` old; None
+        instead of asking the broker when not `blocking` (the event loop's fast path)."""
+        key = tuple(sorted(queues or (self.queue,)))
         now = time.monotonic()
         with self._depth_lock:
-            if self._depth is not None and now - self._depth[0] < max_age:
-                return self._depth[1]
-        depth = self._read_depth()
+            hit = self._depth.get(key)
+            if hit is not None and now - hit[0] < max_age:
+                return hit[1]
+        if not blocking:
+            return None
+        depth = sum(self.depths(key).values())
         with self._depth_lock:
-            self._depth = (time.monotonic(), depth)
+            self._depth[key] = (time.monotonic(), depth)
         return depth
 
-    def _read_depth(self) -> int:
+    def depths(self, queues: tuple[str, ...]) -> dict[str, int]:
+        """Messages waiting in each queue, read now."""
         from kombu.exceptions import ChannelError
 
+        out = {}
         with self.app.connection_for_read() as conn:
             conn.ensure_connection(max_retries=1, timeout=5)
-            try:
-                return int(conn.default_channel.queue_declare(queue=self.queue, passive=True).message_count)
-            except ChannelError:  # Redis: no list yet, nothing ever queued
-                return 0
+            for q in queues:
+                try:
+                    out[q] = int(conn.default_channel.queue_declare(queue=q, passive=True).message_count)
+                except ChannelError:  # Redis: no list yet, nothing ever queued
+                    out[q] = 0
+        return out
+
+    def all_queues(self) -> tuple[str, ...]:
+        """EMBEDQ_QUEUE and every queue of ours the answering workers consume."""
+        snap = self._snapshot
+        return tuple(sorted({self.queue, *(q for m in snap.models for q in m.queues)}))
 
     # -- workers ------------------------------------------------------------------------------------
-    def snapshot(self, max_age: float | None = None) -> Snapshot:
+    def snapshot(self, max_age: float | None = None, blocking: bool = True) -> Snapshot | None:
         """The models served on our queue, at most `max_age` seconds old (default: the TTLs).
 
         A stale answer that found workers is returned at once while one thread refreshes it;
-        otherwise the caller waits for a fresh one.
+        otherwise the caller waits for a fresh one (or gets None when not `blocking`).
         """
         with self._snapshot_lock:
             snap = self._snapshot
@@ -185,6 +221,8 @@ class Broker:
                     self._refreshing = True
                     threading.Thread(target=self._refresh, name="embedq-gateway-workers", daemon=True).start()
                 return snap
+        if not blocking:
+            return None
         asked = time.monotonic()
         with self._ask_lock:  # one question at a time; those who waited take its answer
             if self._snapshot.at >= asked:
@@ -211,7 +249,8 @@ class Broker:
         if self.broadcasts:
             replies = self.app.control.broadcast("embedq_info", reply=True, timeout=BROADCAST_TIMEOUT_S)
             infos = [r for reply in replies or () for r in reply.values() if isinstance(r, dict) and r.get("ready")]
-            return [i for i in infos if self.queue in i.get("queues", ())]
+            infos = [{**i, "queues": [q for q in i.get("queues", ()) if self.ours(q)]} for i in infos]
+            return [i for i in infos if i["queues"]]
         # The embedded broker: one embedq.info task at a time (a slow worker is not sent a second).
         pending = self._info_pending
         if pending is None:
@@ -231,6 +270,6 @@ class Broker:
 
     def broker_ok(self) -> tuple[bool, int | None, str | None]:
         try:
-            return True, self.queue_depth(max_age=0), None
+            return True, self.queue_depth(self.all_queues(), max_age=0), None
         except Exception as e:
             return False, None, f"{type(e).__name__}: {e}"

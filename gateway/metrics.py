@@ -25,7 +25,8 @@ Metric names (all prefixed embedq_):
   embedq_http_requests_total{route,status} counter
   embedq_http_request_duration_seconds{route} histogram
   embedq_jobs{status}                      gauge (scrape); stored jobs by status
-  embedq_queue_depth{queue}                gauge (scrape); messages waiting in the broker queue
+  embedq_queue_depth{queue}                gauge (scrape); messages waiting in each broker queue of ours
+                                           (EMBEDQ_QUEUE and the QUEUE@NAME queues workers consume)
   embedq_workers{queue}                    gauge (scrape); workers answering on the queue
 """
 from __future__ import annotations
@@ -47,7 +48,7 @@ PARTS = ("queue_wait", "batch_wait", "tokenize", "forward", "persist", "total")
 
 class GatewayMetrics:
     def __init__(self, scrape: Callable[[], dict]):
-        """`scrape()` -> {"jobs": {status: n}, "queue": name, "queue_depth": n, "workers": n}, called on
+        """`scrape()` -> {"jobs": {status: n}, "queue": name, "queue_depths": {queue: n}, "workers": n}, called on
         each scrape (from a thread); a part it cannot read is left out."""
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
@@ -123,9 +124,10 @@ class _ScrapeCollector:
             for status in sorted({"running", "done", "failed", *s["jobs"]}):
                 g.add_metric([status], s["jobs"].get(status, 0))
             yield g
-        if "queue_depth" in s:
-            g = GaugeMetricFamily("embedq_queue_depth", "Messages waiting in the broker queue", labels=["queue"])
-            g.add_metric([s["queue"]], s["queue_depth"])
+        if "queue_depths" in s:
+            g = GaugeMetricFamily("embedq_queue_depth", "Messages waiting in a broker queue", labels=["queue"])
+            for queue, depth in sorted(s["queue_depths"].items()):
+                g.add_metric([queue], depth)
             yield g
         if "workers" in s:
             g = GaugeMetricFamily("embedq_workers", "Workers answering on the queue", labels=["queue"])

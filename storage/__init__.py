@@ -20,6 +20,7 @@ from .queries import (
                       failed_jobs,
                       get_job,
                       get_metrics,
+                      get_output,
                       get_texts,
                       get_vectors,
                       status_counts,
@@ -41,7 +42,8 @@ from .writes import (
 
 __all__ = [
     "Database", "connect", "dispose_all", "StorageError", "upgrade", "current_revision", "head_revision",
-    "get_vectors", "get_metrics", "get_job", "get_texts", "nearest", "all_metrics", "status_counts", "failed_jobs",
+    "get_vectors", "get_metrics", "get_output", "get_job", "get_texts", "nearest", "all_metrics", "status_counts",
+    "failed_jobs",
     "JobNotFound", "JobNotDone", "LATENCY_FIELDS",
     "Claim", "ClaimRequest", "SaveRequest", "claim", "save", "mark_failed", "cached_vectors", "GroupWriter",
     "Cached", "ModelFileInfo", "register_model_file",

@@ -5,7 +5,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from .database import Database
-from .models import JOB_DONE, Embedding, Job, JobMetrics
+from .models import JOB_DONE, LATENCY_FIELDS, Embedding, Job, JobMetrics
 
 
 class JobNotFound(LookupError):
@@ -86,3 +86,29 @@ def failed_jobs(db: Database, limit: int = 20) -> list[tuple[str, str]]:
         rows = s.execute(select(Job.id, Job.error).where(Job.status == "failed")
                          .order_by(Job.finished_at.desc()).limit(limit))
         return [(r[0], r[1] or "") for r in rows]
+
+
+def get_output(db: Database, job_id: str) -> dict:
+    """A done job's answer in one read: {"vectors": float32 (count, dim), "tokens": per-text token
+    counts (None for rows stored before they were recorded), "metrics": as get_metrics}. For APIs
+    that answer with a job's vectors (the HTTP gateway): one connection, no ORM objects."""
+    jobs, emb, met = Job.__table__, Embedding.__table__, JobMetrics.__table__
+    with db.read() as conn:
+        job = conn.execute(select(jobs.c.status, jobs.c.error, jobs.c.count, jobs.c.dim)
+                           .where(jobs.c.id == job_id)).first()
+        if job is None:
+            raise JobNotFound(f"no job {job_id!r} in the database")
+        if job.status != JOB_DONE:
+            why = f": {job.error}" if job.error else ""
+            raise JobNotDone(f"job {job_id} is {job.status}{why}")
+        rows = conn.execute(select(emb.c.vector, emb.c.tokens).where(emb.c.job_id == job_id)
+                            .order_by(emb.c.idx)).all()
+        m = conn.execute(select(met).where(met.c.job_id == job_id)).mappings().first()
+    if len(rows) != job.count or m is None:
+        raise JobNotDone(f"job {job_id} is done but has {len(rows)} of {job.count} vectors"
+                         + ("" if m is not None else " and no metrics row"))
+    vectors = (np.stack([r.vector for r in rows]).astype(np.float32, copy=False) if rows
+               else np.zeros((0, job.dim or 0), np.float32))
+    metrics = {k: m[k] for k in (*LATENCY_FIELDS, "batch_size", "batch_jobs", "tokens", "truncated", "cache_hits",
+                                 "worker")}
+    return {"vectors": vectors, "tokens": [r.tokens for r in rows], "metrics": metrics}

@@ -74,14 +74,18 @@ def test_openai_client_both_encodings_equal_the_runtime(client, service_model):
     np.testing.assert_array_equal(decoded, service_model.embed(["one string alone"])[0])
 
 
-def test_usage_counts_tokens_the_model_ran_and_cache_hits_are_free(gateway, service_model):
+def test_usage_counts_the_inputs_tokens_cache_hits_included(gateway, module_service, service_model):
     texts = ["a sentence the cache will answer next time", "and another one"]
     first = requests.post(f"{gateway.url}/v1/embeddings", json={"model": MODEL, "input": texts}, timeout=60)
     again = requests.post(f"{gateway.url}/v1/embeddings", json={"model": MODEL, "input": [*texts, "fresh"]},
                           timeout=60)
     assert first.json()["usage"]["prompt_tokens"] == service_model.encode(texts).tokens
     assert again.headers["X-Embedq-Cache-Hits"] == "2"
-    assert again.json()["usage"]["prompt_tokens"] == service_model.encode(["fresh"]).tokens
+    usage = again.json()["usage"]
+    assert usage["prompt_tokens"] == usage["total_tokens"] == service_model.encode([*texts, "fresh"]).tokens
+    # The job's own metrics count only what the model ran: the one text that was not cached.
+    ran = storage.get_metrics(storage.connect(module_service.database_url), again.headers["X-Embedq-Job-Id"])
+    assert ran["tokens"] == service_model.encode(["fresh"]).tokens and ran["cache_hits"] == 2
     np.testing.assert_array_equal(vectors_of(again.json()["data"]), service_model.embed([*texts, "fresh"]))
 
 

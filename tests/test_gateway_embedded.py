@@ -4,6 +4,7 @@ embedq.info task sent through the queue; everything else is the same as on Redis
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import openai
@@ -19,17 +20,40 @@ MODEL = "all-MiniLM-L6-v2-f32"
 
 
 @pytest.fixture
-def embedded(make_service, tmp_path):
-    svc = make_service(broker_url=f"sqla+sqlite:///{tmp_path / 'broker.sqlite'}",
-                       result_backend=f"db+sqlite:///{tmp_path / 'results.sqlite'}", threads=1, batch_wait_ms=2)
-    worker = svc.start_worker("embedded")
-    return svc, worker
+def embedded(tmp_path, minilm_gguf, monkeypatch):
+    """A worker and this process's client on the embedded default: every URL unset, so the settings
+    resolve them to SQLite files under EMBEDQ_HOME."""
+    import storage
+    from schemas.settings import get_settings
+    from worker.app import configure
+    from worker.processes import WorkerProcess
+
+    env = {"EMBEDQ_HOME": str(tmp_path / "home"), "EMBEDQ_MODEL": str(minilm_gguf), "EMBEDQ_THREADS": "1",
+           "EMBEDQ_BATCH_WAIT_MS": "2", "EMBEDQ_QUEUE": "embedded-test"}
+    for name in ("EMBEDQ_BROKER_URL", "EMBEDQ_RESULT_BACKEND", "EMBEDQ_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    configure(get_settings())
+    worker = WorkerProcess("embedded@test", tmp_path / "worker.log", env=env,
+                           cwd=Path(__file__).resolve().parent.parent).start()
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        configure(get_settings())
+        storage.dispose_all()
 
 
 def test_openai_client_health_models_and_jobs_on_the_embedded_default(embedded, service_model):
-    svc, worker = embedded
+    worker = embedded
     settings = Settings()
     assert settings.broker().startswith("sqla+sqlite") and settings.results().startswith("db+sqlite")
+    assert settings.database().startswith("sqlite")
     with ServerThread(settings) as gw:
         assert gw.gateway.broker.broadcasts is False
         client = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0, timeout=60)
@@ -39,7 +63,8 @@ def test_openai_client_health_models_and_jobs_on_the_embedded_default(embedded, 
                                                                           if encoding == "float" else {}))
             np.testing.assert_array_equal(np.array([d.embedding for d in got.data], dtype=np.float32),
                                           service_model.embed(texts))
-        assert got.usage.prompt_tokens == 0  # the second request was answered from the cache
+        # The second request was answered from the cache; usage still counts its input's tokens.
+        assert got.usage.prompt_tokens == service_model.encode(texts).tokens
         models = requests.get(f"{gw.url}/v1/models").json()["data"]
         assert [(m["id"], m["workers"]) for m in models] == [(MODEL, [worker.hostname])]
         health = requests.get(f"{gw.url}/health")

@@ -2,6 +2,9 @@
 Matryoshka sizes through `dimensions`, vectors equal to native.Model.embed with the same options."""
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
+
 import numpy as np
 import openai
 import pytest
@@ -12,11 +15,38 @@ from schemas.settings import Settings
 pytestmark = [pytest.mark.service, pytest.mark.gemma, pytest.mark.slow]
 
 
-def test_prompts_and_dimensions_reach_the_runtime(make_service, gemma_gguf):
+@pytest.fixture
+def gemma_worker(redis_url, gemma_gguf, tmp_path, monkeypatch):
+    """A worker serving EmbeddingGemma on Redis, its own queue and database; this process its client."""
+    import storage
+    from schemas.settings import get_settings
+    from worker.app import configure
+    from worker.processes import WorkerProcess
+
+    env = {"EMBEDQ_BROKER_URL": redis_url, "EMBEDQ_RESULT_BACKEND": redis_url,
+           "EMBEDQ_DATABASE_URL": f"sqlite:///{tmp_path / 'gemma.sqlite'}", "EMBEDQ_MODEL": str(gemma_gguf),
+           "EMBEDQ_QUEUE": "gemma-" + uuid.uuid4().hex[:8], "EMBEDQ_THREADS": "1", "EMBEDQ_BATCH_WAIT_MS": "2",
+           "EMBEDQ_HOME": str(tmp_path / "home")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    configure(get_settings())
+    worker = WorkerProcess("gemma@test", tmp_path / "worker.log", env=env,
+                           cwd=Path(__file__).resolve().parent.parent).start()
+    try:
+        worker.wait_ready()
+        yield worker
+    finally:
+        worker.stop()
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        configure(get_settings())
+        storage.dispose_all()
+
+
+def test_prompts_and_dimensions_reach_the_runtime(gemma_worker, gemma_gguf):
     import native
 
-    svc = make_service(model=str(gemma_gguf), threads=1, batch_wait_ms=2)
-    svc.start_worker("gemma")
     name = gemma_gguf.stem
     model = native.Model(gemma_gguf, threads=1)
     texts = ["what is a GGUF file?", "how are vectors stored?"]

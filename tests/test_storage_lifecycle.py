@@ -17,7 +17,7 @@ from storage.models import Job, utcnow
 pytestmark = pytest.mark.service
 
 
-def store_done(db, job_id: str, texts: list[str]) -> None:
+def store_done(db, job_id: str, texts: list[str], tokens: list[int] | None = None) -> None:
     hashes = [storage.content_hash("fp", None, None, True, f"{job_id}:{t}") for t in texts]
     storage.claim(db, ClaimRequest(job_id, model="m", prompt_name=None, dims=None, normalize=True,
                                    count=len(texts), worker="w@test", hashes=hashes))
@@ -25,7 +25,8 @@ def store_done(db, job_id: str, texts: list[str]) -> None:
     metrics = dict(queue_wait_ms=1.0, batch_wait_ms=1.0, tokenize_ms=1.0, forward_ms=1.0, batch_size=len(texts),
                    batch_jobs=1, tokens=3 * len(texts), truncated=0, cache_hits=0, worker="w@test")
     assert storage.save(db, SaveRequest(job_id, texts=texts, hashes=hashes, vectors=vectors, model="m",
-                                        batch_ids=["b"], metrics=metrics, started=time.monotonic()))
+                                        batch_ids=["b"], metrics=metrics, started=time.monotonic(),
+                                        **({"tokens": tokens} if tokens is not None else {})))
 
 
 def store_running(db, job_id: str) -> None:
@@ -120,6 +121,21 @@ def test_delete_older_than_spares_recent_and_running_jobs(db):
     assert counts(db) == (1, 1, 1)
     with pytest.raises(ValueError):
         storage.delete_jobs(db)
+
+
+def test_get_output_reads_vectors_token_counts_and_metrics_at_once(db):
+    store_done(db, "out", ["alpha", "beta", "gamma"], tokens=[3, 1, 4])
+    out = storage.get_output(db, "out")
+    np.testing.assert_array_equal(out["vectors"], storage.get_vectors(db, "out"))
+    assert out["metrics"] == storage.get_metrics(db, "out")
+    assert out["tokens"] == [3, 1, 4]
+    store_done(db, "unrecorded", ["delta"])  # rows without per-text counts
+    assert storage.get_output(db, "unrecorded")["tokens"] == [None]
+    store_running(db, "busy")
+    with pytest.raises(storage.JobNotDone):
+        storage.get_output(db, "busy")
+    with pytest.raises(storage.JobNotFound):
+        storage.get_output(db, "nothing")
 
 
 def test_parse_duration():
