@@ -241,6 +241,7 @@ def _run(args, env, clients, model_name, threads, tmp) -> int:
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     texts = _Texts(args.words)
     rows = []
+    load = [os.getloadavg()[0]]
     try:
         worker.wait_ready()
         _wait_healthy(port, gateway, log)
@@ -266,6 +267,7 @@ def _run(args, env, clients, model_name, threads, tmp) -> int:
                     rows.append(dict(size=size, clients=c, path=path, **r))
                     print(f"{size:>2} text(s)/request, {c} client(s), {path:<6}: {r['rps']:.1f} req/s, "
                           f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms ({r['requests']} requests)", file=sys.stderr)
+        load.append(os.getloadavg()[0])
     finally:
         gateway.terminate()
         try:
@@ -276,7 +278,7 @@ def _run(args, env, clients, model_name, threads, tmp) -> int:
         redis.Redis.from_url(args.broker).flushdb()
 
     md = render(dict(rows=rows, args=args, threads=threads, kernels=kernels, mean_tokens=mean_tokens,
-                     model=model_name, settings=s))
+                     model=model_name, settings=s, load=load))
     print(md)
     if not args.no_write:
         replace_section(Path(args.output), SECTION, md)
@@ -294,7 +296,9 @@ def render(r: dict) -> str:
         f"worker process x {r['threads']} threads, {s.slots} slots, batches of <= {s.batch_tokens} tokens, max wait "
         f"{s.batch_wait_ms:g} ms; broker Redis, database SQLite. One `embedq http` process (uvicorn, "
         f"{s.http_wait_threads} wait threads) and the client threads of the benchmark, all on the same machine and "
-        f"the same cores as the forward passes. Texts of ~{r['mean_tokens']:.0f} tokens, all distinct.",
+        f"the same cores as the forward passes. Texts of ~{r['mean_tokens']:.0f} tokens, all distinct. "
+        f"Load average (1 min) {r['load'][0]:.1f} at the start, {r['load'][-1]:.1f} at the end: other work on "
+        "the machine competes for the same cores, so compare the two paths within a run, not across runs.",
         "",
         "Closed loop: each client thread sends its next request when the previous one is answered. HTTP: "
         "POST /v1/embeddings with base64 vectors (the `openai` client's default), keep-alive connections; the "

@@ -185,7 +185,9 @@ class Gateway:
             raise APIError(503, f"no worker serves model {raw['model']!r}; the workers on queue {broker.queue!r} "
                                 f"serve: {served}", param="model", code="model_not_served",
                            headers={"Retry-After": "5"})
-        req = self._validate(raw, served=wm.served())
+        # A request that names no model gets the one served, by name: where jobs are routed by
+        # model it then goes to a queue that model's workers consume.
+        req = self._validate({**raw, "model": raw["model"] or wm.name}, served=wm.served())
         try:
             depth = broker.queue_depth(wm.queues, blocking=False)
             if depth is None:
