@@ -132,7 +132,7 @@ _BERT_GLOBAL = {
 _BERT_SKIP = ("embeddings.position_ids", "pooler.", "cls.")
 
 
-def _bert_tensor_name(hf: str) -> str | None:
+def bert_tensor_name(hf: str) -> str | None:
     name = hf.removeprefix("bert.")
     if name.startswith(_BERT_SKIP):
         return None
@@ -167,7 +167,7 @@ def build_bert(model_dir: Path, cfg: dict) -> ModelPlan:
     n_vocab, lowercase = _bert_vocab(m, model_dir, cfg)
     for file in model_weight_files(model_dir):
         for hf, entry in read_safetensors_index(file).items():
-            name = _bert_tensor_name(hf)
+            name = bert_tensor_name(hf)
             if name is None:
                 continue
             if name == "":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,11 +144,13 @@ def _pooling_type(model_dir: Path, mods: list[dict]) -> tuple[gguf.PoolingType, 
     if pool is None:
         raise ConversionError(f"{model_dir}: modules.json has no Pooling module; not a sentence-transformers folder?")
     cfg = read_json(model_dir / pool.get("path", "") / "config.json")
-    if cfg.get("pooling_mode_mean_tokens"):
+    # sentence-transformers < 6 writes one flag per mode; 6 writes "pooling_mode": "mean".
+    mode = cfg.get("pooling_mode")
+    if cfg.get("pooling_mode_mean_tokens") or mode == "mean":
         kind = gguf.PoolingType.MEAN
-    elif cfg.get("pooling_mode_cls_token"):
+    elif cfg.get("pooling_mode_cls_token") or mode == "cls":
         kind = gguf.PoolingType.CLS
-    elif cfg.get("pooling_mode_lasttoken"):
+    elif cfg.get("pooling_mode_lasttoken") or mode == "lasttoken":
         kind = gguf.PoolingType.LAST
     else:
         raise ConversionError(f"{model_dir}: only mean, CLS and last-token pooling are supported ({cfg})")
@@ -161,7 +163,12 @@ def sentence_transformers_keys(m: ModelPlan, model_dir: Path, cfg: dict, tok_low
     m.put("add_pooling_type", pooling)
 
     st = read_json(model_dir / "sentence_bert_config.json", required=False)
-    max_seq = st.get("max_seq_length") or cfg.get("max_position_embeddings")
+    # sentence-transformers 6 keeps the limit as the tokenizer's model_max_length instead;
+    # transformers writes a huge placeholder there when a tokenizer has no limit.
+    tok_max = read_json(model_dir / "tokenizer_config.json", required=False).get("model_max_length")
+    if not isinstance(tok_max, int) or tok_max > 1 << 20:
+        tok_max = None
+    max_seq = st.get("max_seq_length") or tok_max or cfg.get("max_position_embeddings")
     m.put("embedq.format_version", FORMAT_VERSION, gguf.GGUFValueType.UINT32)
     m.put("embedq.max_seq_length", int(max_seq), gguf.GGUFValueType.UINT32)
     # sentence-transformers lowercases before the tokenizer when its own flag is
@@ -250,3 +257,35 @@ def looks_special(text: str) -> bool:
     return (text in ("<pad>", "<mask>", "<2mass>", "[@BOS@]")
             or (text.startswith("<|") and text.endswith("|>"))
             or (text.startswith("<unused") and text.endswith(">")))
+
+
+def _pb_varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, i
+        shift += 7
+
+
+def pb_fields(buf: bytes) -> Iterable[tuple[int, int, object]]:
+    """(field number, wire type, value) of one protobuf message, without a schema
+    (sentencepiece .model files are protobuf; reading them needs no protobuf package)."""
+    i, n = 0, len(buf)
+    while i < n:
+        key, i = _pb_varint(buf, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            val, i = _pb_varint(buf, i)
+        elif wire == 1:
+            val, i = buf[i:i + 8], i + 8
+        elif wire == 2:
+            size, i = _pb_varint(buf, i)
+            val, i = buf[i:i + size], i + size
+        elif wire == 5:
+            val, i = buf[i:i + 4], i + 4
+        else:
+            raise ConversionError(f"sentencepiece model: unsupported protobuf wire type {wire}")
+        yield num, wire, val

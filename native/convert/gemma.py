@@ -4,7 +4,7 @@ protobuf, tensor names and the dense projections, in the layout llama.cpp's conv
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import gguf
@@ -17,6 +17,7 @@ from .common import (
     TensorPlan,
     load_safetensor,
     looks_special,
+    pb_fields,
     model_weight_files,
     read_json,
     read_safetensors_index,
@@ -24,37 +25,6 @@ from .common import (
     special_tokens,
     st_modules,
 )
-
-
-def _pb_varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, i
-        shift += 7
-
-
-def _pb_fields(buf: bytes) -> Iterable[tuple[int, int, object]]:
-    """(field number, wire type, value) of one protobuf message, without a schema."""
-    i, n = 0, len(buf)
-    while i < n:
-        key, i = _pb_varint(buf, i)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            val, i = _pb_varint(buf, i)
-        elif wire == 1:
-            val, i = buf[i:i + 8], i + 8
-        elif wire == 2:
-            size, i = _pb_varint(buf, i)
-            val, i = buf[i:i + size], i + size
-        elif wire == 5:
-            val, i = buf[i:i + 4], i + 4
-        else:
-            raise ConversionError(f"tokenizer.model: unsupported protobuf wire type {wire}")
-        yield num, wire, val
 
 
 # sentencepiece ModelProto.SentencePiece.Type -> the type llama.cpp's converter
@@ -76,10 +46,10 @@ def _read_sentencepiece(path: Path) -> tuple[list[bytes], list[float], list[int]
     scores: list[float] = []
     types: list[int] = []
     add_dummy_prefix = True
-    for num, wire, val in _pb_fields(data):
+    for num, wire, val in pb_fields(data):
         if num == 1 and wire == 2:
             piece, score, kind = b"", 0.0, 1
-            for pnum, _, pval in _pb_fields(val):
+            for pnum, _, pval in pb_fields(val):
                 if pnum == 1:
                     piece = bytes(pval)
                 elif pnum == 2:
@@ -90,7 +60,7 @@ def _read_sentencepiece(path: Path) -> tuple[list[bytes], list[float], list[int]
             scores.append(score)
             types.append(int(_SP_TYPES.get(kind, TokenType.NORMAL)))
         elif num == 3 and wire == 2:
-            for nnum, _, nval in _pb_fields(val):
+            for nnum, _, nval in pb_fields(val):
                 if nnum == 3:
                     add_dummy_prefix = bool(nval)
     if not pieces:

@@ -3,6 +3,13 @@
 //   x = LN(x + Wo * attention(Wq x, Wk x, Wv x))
 //   x = LN(x + W2 * gelu(W1 x))
 // then mean or CLS pooling. Read top to bottom: load, then forward.
+//
+// XLM-RoBERTa runs here too. Its position ids start at padding_idx + 1; the
+// converter drops the rows below that (as llama.cpp's does), so row i is
+// position i again. A token equal to padding_idx (a "<pad>" typed in the text)
+// gets the padding row instead and does not advance the position, as
+// RoBERTa's create_position_ids_from_input_ids does; that row is kept in
+// embedq.position_padding_row.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -52,6 +59,8 @@ class Bert final : public Encoder {
   const TensorView* tok_embd_;
   const TensorView* pos_embd_;
   const TensorView* type_embd_ = nullptr;
+  int64_t pad_id_ = -1;                  // token whose position is the padding row
+  std::vector<float> pad_position_;     // hidden: that row, when the model has one
   Norm embd_norm_;
   std::vector<BertLayer> layers_;
   std::vector<const TensorView*> reads_;
@@ -115,6 +124,16 @@ Bert::Bert(const GGUFFile& f) {
   if (const TensorView* tt = f.find_tensor("token_types.weight")) {
     type_embd_ = &use(f.tensor("token_types.weight", (int64_t)hidden_, tt->ne[1]));
   }
+  if (f.has("embedq.position_padding_row")) {
+    pad_id_ = setting_int(f, "embedq.position_padding_id", 0, (int64_t)n_vocab_ - 1);
+    pad_position_ = f.get_float_array("embedq.position_padding_row");
+    if (pad_position_.size() != hidden_) {
+      bad_setting(f, "embedq.position_padding_row", "it needs embedding_length = " + std::to_string(hidden_) + " values");
+    }
+    for (float x : pad_position_) {
+      if (!std::isfinite(x)) bad_setting(f, "embedq.position_padding_row", "it holds a NaN or infinite value");
+    }
+  }
   embd_norm_ = norm(f, "token_embd_norm");
   layers_.resize(n_layer_);
   for (size_t l = 0; l < n_layer_; ++l) {
@@ -151,11 +170,16 @@ void Bert::forward(Runtime& rt, const PackedBatch& batch, float* out) {
     float* pe = rt.thread_scratch(thread, 2 * h);
     float* te = pe + h;
     if (type_embd_) weight_row_to_f32(rt.k, *type_embd_, 0, te);
+    size_t pos = 0;
     for (size_t i = 0; i < start[s + 1] - start[s]; ++i) {
       float* x = x_.data() + (start[s] + i) * h;
-      weight_row_to_f32(rt.k, *tok_embd_, (size_t)batch.ids[start[s] + i], x);
-      weight_row_to_f32(rt.k, *pos_embd_, i, pe);
-      add_inplace(x, pe, h);
+      const int32_t id = batch.ids[start[s] + i];
+      weight_row_to_f32(rt.k, *tok_embd_, (size_t)id, x);
+      if (id == pad_id_ && !pad_position_.empty()) add_inplace(x, pad_position_.data(), h);
+      else {
+        weight_row_to_f32(rt.k, *pos_embd_, pos++, pe);
+        add_inplace(x, pe, h);
+      }
       if (type_embd_) add_inplace(x, te, h);
       layer_norm(x, h, embd_norm_.w, embd_norm_.b, eps_);
     }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string_view>
 
+#include "charsmap.h"
 #include "gguf.h"
 #include "kernels/kernels.h"
 #include "model.h"
@@ -111,6 +112,18 @@ PYBIND11_MODULE(_native, m) {
     return out;
   }, "Kernel sets this CPU can run, best last.");
   m.def("best_kernels", [] { return std::string(kernels_best().name); });
+
+  // The SentencePiece charsmap normalizer on its own, for tests that compare it
+  // with HF's Precompiled normalizer character by character.
+  m.def("charsmap_normalize", [](py::bytes blob, const std::string& text) {
+    std::string out;
+    try {
+      CharsMap(std::string(blob)).normalize(text, out);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+    return out;
+  }, py::arg("blob"), py::arg("text"));
 
   // Kernel entry points for tests that compare instruction sets on random data.
   m.def("gemm_f32_nt", [](const std::string& name, F32Array a, F32Array b) {

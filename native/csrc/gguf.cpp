@@ -376,22 +376,37 @@ std::vector<std::string> GGUFFile::get_string_array(const std::string& key) cons
 }
 
 std::vector<float> GGUFFile::get_float_array(const std::string& key) const {
+  const std::vector<double> d = get_double_array(key);
+  return std::vector<float>(d.begin(), d.end());
+}
+
+std::vector<double> GGUFFile::get_double_array(const std::string& key) const {
   const GGUFValue* v = find(key);
   if (!v) throw GGUFError("GGUF metadata key '" + key + "' is missing");
   if (v->type != GGUFType::ARRAY || (v->elem_type != GGUFType::FLOAT32 && v->elem_type != GGUFType::FLOAT64)) {
     throw GGUFError("GGUF metadata key '" + key + "' is not a float array");
   }
-  std::vector<float> out((size_t)v->count);
+  std::vector<double> out((size_t)v->count);
   for (size_t i = 0; i < out.size(); ++i) {
     if (v->elem_type == GGUFType::FLOAT32) {
-      std::memcpy(&out[i], v->data + 4 * i, 4);
+      float f;
+      std::memcpy(&f, v->data + 4 * i, 4);
+      out[i] = f;
     } else {
-      double d;
-      std::memcpy(&d, v->data + 8 * i, 8);
-      out[i] = (float)d;
+      std::memcpy(&out[i], v->data + 8 * i, 8);
     }
   }
   return out;
+}
+
+std::string GGUFFile::get_bytes(const std::string& key) const {
+  const GGUFValue* v = find(key);
+  if (!v) throw GGUFError("GGUF metadata key '" + key + "' is missing");
+  if (v->type != GGUFType::ARRAY || (v->elem_type != GGUFType::UINT8 && v->elem_type != GGUFType::INT8)) {
+    throw GGUFError("GGUF metadata key '" + key + "' is not a byte array");
+  }
+  if (v->count == 0) return std::string();
+  return std::string(reinterpret_cast<const char*>(v->data), (size_t)v->count);
 }
 
 std::vector<int32_t> GGUFFile::get_int_array(const std::string& key) const {

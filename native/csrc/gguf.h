@@ -85,6 +85,9 @@ class GGUFFile {
   bool get_bool(const std::string& key, bool dflt) const;
   std::vector<std::string> get_string_array(const std::string& key) const;
   std::vector<float> get_float_array(const std::string& key) const;
+  std::vector<double> get_double_array(const std::string& key) const;
+  // A UINT8 or INT8 array as its raw bytes (e.g. a SentencePiece charsmap).
+  std::string get_bytes(const std::string& key) const;
   std::vector<int32_t> get_int_array(const std::string& key) const;
 
   const TensorView* find_tensor(const std::string& name) const;

@@ -107,9 +107,32 @@ void Model::load() {
   vocab_size_ = tokens.size();
   check_special_ids(f, vocab_size_);
 
-  if (arch_ == "bert") {
+  if (arch_ == "bert" && tokenizer_name_ == "t5") {
+    // XLM-RoBERTa: a BERT encoder under a SentencePiece Unigram vocabulary.
+    encoder_ = load_bert(f);
+    const std::vector<int32_t> types = f.get_int_array("tokenizer.ggml.token_type");
+    // Scores in double when the converter found some that float would round
+    // (HF sums them in double); else the float scores llama.cpp reads.
+    const std::vector<double> scores = f.has("embedq.tokenizer.scores_f64")
+                                           ? f.get_double_array("embedq.tokenizer.scores_f64")
+                                           : f.get_double_array("tokenizer.ggml.scores");
+    if (scores.size() != tokens.size() || types.size() != tokens.size()) {
+      throw GGUFError("tokenizer scores/types do not match the vocabulary size");
+    }
+    const int32_t unk = token_id(f, tokens, {"tokenizer.ggml.unknown_token_id"}, "<unk>");
+    if (unk < 0) throw GGUFError("the vocabulary has no <unk> token");
+    UnigramOptions uo;
+    if (f.has("tokenizer.ggml.precompiled_charsmap")) uo.charsmap = f.get_bytes("tokenizer.ggml.precompiled_charsmap");
+    uo.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", true);
+    tok_ = make_tokenizer([&] { return make_unigram(tokens, scores, types, unk, uo); });
+    bos_ = token_id(f, tokens, {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.cls_token_id"}, "<s>");
+    eos_ = token_id(f, tokens, {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.seperator_token_id"}, "</s>");
+    add_bos_ = f.get_bool("tokenizer.ggml.add_bos_token", true);
+    add_eos_ = f.get_bool("tokenizer.ggml.add_eos_token", true);
+    if ((add_bos_ && bos_ < 0) || (add_eos_ && eos_ < 0)) throw GGUFError("the vocabulary lacks <s>/</s>");
+  } else if (arch_ == "bert") {
     if (tokenizer_name_ != "bert") {
-      throw GGUFError("bert model with tokenizer '" + tokenizer_name_ + "' is not supported");
+      throw GGUFError("bert model with tokenizer '" + tokenizer_name_ + "' is not supported (bert, t5)");
     }
     encoder_ = load_bert(f);
     WordPieceOptions wo;

@@ -40,4 +40,16 @@ std::unique_ptr<Tokenizer> make_wordpiece(const std::vector<std::string>& tokens
 std::unique_ptr<Tokenizer> make_sentencepiece(const std::vector<std::string>& tokens, const std::vector<float>& scores,
                                               const std::vector<int32_t>& types, int32_t unk_id);
 
+// XLM-RoBERTa's SentencePiece Unigram as HF `tokenizers` runs it (see
+// unigram.cpp): added tokens, the precompiled charsmap, white-space split,
+// U+2581 prefix, Viterbi over `scores` (log-probabilities, kept in double as
+// HF keeps them). Types as for make_sentencepiece; `unk_id` is required.
+struct UnigramOptions {
+  std::string charsmap;  // SentencePiece precompiled charsmap; empty = none
+  bool add_space_prefix = true;
+};
+
+std::unique_ptr<Tokenizer> make_unigram(const std::vector<std::string>& tokens, const std::vector<double>& scores,
+                                        const std::vector<int32_t>& types, int32_t unk_id, const UnigramOptions& opts);
+
 }  // namespace embedq
