@@ -73,3 +73,50 @@ def st_minilm(minilm_dir):
 @pytest.fixture(scope="session")
 def st_minilm_vectors(st_minilm, corpus) -> np.ndarray:
     return st_minilm.encode(corpus, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+
+
+# --- XLM-RoBERTa: built in the test run (tests/xlmr_models.py); no real weights exist offline.
+
+@pytest.fixture(scope="session")
+def xlmr_sp(tmp_path_factory, corpus) -> Path:
+    from xlmr_models import train_unigram
+
+    return train_unigram(corpus, tmp_path_factory.mktemp("xlmr") / "sp.model")
+
+
+@pytest.fixture(scope="session")
+def xlmr_mean_dir(tmp_path_factory, xlmr_sp) -> Path:
+    from xlmr_models import build_st_folder
+
+    return build_st_folder(tmp_path_factory.mktemp("xlmr") / "mean", xlmr_sp, pooling="mean", normalize=True,
+                           max_seq_length=64, n_positions=96, seed=1)
+
+
+@pytest.fixture(scope="session")
+def xlmr_cls_dir(tmp_path_factory, xlmr_sp) -> Path:
+    from xlmr_models import build_st_folder
+
+    return build_st_folder(tmp_path_factory.mktemp("xlmr") / "cls", xlmr_sp, pooling="cls", normalize=False,
+                           max_seq_length=40, n_positions=60, hidden=48, layers=2, heads=3, ff=96, seed=2)
+
+
+@pytest.fixture(scope="session")
+def xlmr_mean_gguf(xlmr_mean_dir) -> Path:
+    from native import convert
+
+    return convert.convert(xlmr_mean_dir, xlmr_mean_dir.parent / "mean-f32.gguf", progress=False)
+
+
+@pytest.fixture(scope="session")
+def xlmr_cls_gguf(xlmr_cls_dir) -> Path:
+    from native import convert
+
+    return convert.convert(xlmr_cls_dir, xlmr_cls_dir.parent / "cls-f32.gguf", progress=False)
+
+
+@pytest.fixture(scope="session")
+def xlmr_hf_tokenizer(xlmr_mean_dir):
+    # What sentence-transformers tokenizes with: AutoTokenizer on the folder.
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(xlmr_mean_dir))

@@ -44,7 +44,8 @@ def build_st_folder(out: Path, sp_model: Path, pooling: str = "mean", normalize:
     larger than transformers' initialisation (std 0.02) so every layer changes the vectors,
     and LayerNorm weights and the padding rows are random too (nothing is left at 0 or 1)."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
     hf_dir = out.parent / (out.name + "-hf")
@@ -69,10 +70,9 @@ def build_st_folder(out: Path, sp_model: Path, pooling: str = "mean", normalize:
     model.save_pretrained(str(hf_dir))
     tok.save_pretrained(str(hf_dir))
 
-    modules = [models.Transformer(str(hf_dir), max_seq_length=max_seq_length),
-               models.Pooling(hidden, pooling_mode=pooling)]
+    modules = [Transformer(str(hf_dir), max_seq_length=max_seq_length), Pooling(hidden, pooling_mode=pooling)]
     if normalize:
-        modules.append(models.Normalize())
+        modules.append(Normalize())
     SentenceTransformer(modules=modules, device="cpu").save(str(out))
     # Real XLM-R folders ship the sentencepiece model beside tokenizer.json (llama.cpp's
     # converter reads it).

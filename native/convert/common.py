@@ -217,6 +217,27 @@ def _template_specials(tokenizer_json: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _pair_adds_separator(tokenizer_json: dict, single_last: str | None, separators: set[str]) -> bool:
+    """Whether the pair template puts a separator between A and B beyond the one that
+    closes A: RoBERTa's "<s> A </s></s> B </s>" does, BERT's "[CLS] A [SEP] B [SEP]" does not."""
+    pp = tokenizer_json.get("post_processor") or {}
+    for proc in pp.get("processors", [pp]):
+        if proc.get("type") == "RobertaProcessing":
+            return True
+        if proc.get("type") != "TemplateProcessing":
+            continue
+        pair = proc.get("pair", [])
+        seqs = [i for i, p in enumerate(pair) if "Sequence" in p]
+        if len(seqs) != 2:
+            return False
+        middle = [p.get("SpecialToken", {}).get("id") for p in pair[seqs[0] + 1:seqs[1]]]
+        if not middle or middle[0] not in separators:
+            return False
+        # One separator closes A when the single template ends with it; a second is extra.
+        return single_last is None or (len(middle) == 2 and middle[1] in separators)
+    return False
+
+
 def special_tokens(m: ModelPlan, model_dir: Path, token_id: Callable[[str], int | None],
                     tokenizer_json: dict, bert_style: bool) -> None:
     tcfg = read_json(model_dir / "tokenizer_config.json", required=False)
@@ -248,8 +269,11 @@ def special_tokens(m: ModelPlan, model_dir: Path, token_id: Callable[[str], int 
         m.put(_KEY_CLS_ID, ids["cls"], gguf.GGUFValueType.UINT32)
     m.put("add_add_bos_token", bool(add_bos))
     m.put("add_add_eos_token", bool(add_eos))
-    # We only ever embed single sequences; a pair separator is never inserted.
-    m.put("add_add_sep_token", False)
+    # We only ever embed single sequences, so the runtime never reads this; it says
+    # what llama.cpp should do with pairs (reranking), as llama.cpp's converter decides it.
+    m.put("add_add_sep_token", _pair_adds_separator(tokenizer_json, last, {
+        t for t in (_token_content(tcfg.get("sep_token")), _token_content(tcfg.get("eos_token")),
+                    _token_content(smap.get("sep_token")), _token_content(smap.get("eos_token"))) if t}))
 
 
 def looks_special(text: str) -> bool:
