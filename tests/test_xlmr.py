@@ -207,7 +207,8 @@ def rewrite(src, dst, drop=(), **changes) -> None:
 
 @pytest.mark.parametrize("change, message", [
     ({"tokenizer.ggml.precompiled_charsmap": (b"\xff\xff\x00\x00abcd", gguf.GGUFValueType.ARRAY)}, "charsmap"),
-    ({"tokenizer.ggml.unknown_token_id": (99999, gguf.GGUFValueType.UINT32)}, "vocabulary range"),
+    ({"tokenizer.ggml.unknown_token_id": (99999, gguf.GGUFValueType.UINT32)}, "unknown_token_id"),
+    ({"embedq.position_padding_id": (99999, gguf.GGUFValueType.UINT32)}, "position_padding_id"),
     ({"embedq.position_padding_row": ([0.5, 1.0], gguf.GGUFValueType.ARRAY)}, "position_padding_row"),
     ({"tokenizer.ggml.scores": ([0.0] * 5, gguf.GGUFValueType.ARRAY)}, "scores"),
     ({"embedq.tokenizer.scores_f64": ([float("nan")] * 3002, gguf.GGUFValueType.ARRAY)}, "finite"),
