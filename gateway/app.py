@@ -401,10 +401,16 @@ class Gateway:
                 raise bad_request(f"text queries are embedded here with EMBEDQ_MODEL ({own}); search {label} "
                                   "by vector", param="model")
             prompt, dims = body.get("prompt_name"), body.get("dimensions")
-            try:
-                from worker.search import embed_query
 
-                q = await run_in_threadpool(embed_query, self.settings.model, text, prompt, dims)
+            def find():
+                # As `embedq search` does: embedded here by EMBEDQ_MODEL, compared only with vectors
+                # that the very same model file computed.
+                from worker.search import nearest_text
+
+                return nearest_text(self.db(), text, k=k, model=self.settings.model, prompt_name=prompt, dims=dims)
+
+            try:
+                hits = await run_in_threadpool(find)
             except (ValueError, TypeError) as e:
                 raise bad_request(str(e), param="dimensions" if dims is not None else None) from None
         else:
@@ -418,14 +424,10 @@ class Gateway:
                     raise ValueError("vector must be a list of numbers or base64 of little-endian float32")
             except ValueError as e:
                 raise bad_request(str(e), param="vector") from None
-
-        def find():
-            return storage.nearest(self.db(), q, label, k=k)
-
-        try:
-            hits = await run_in_threadpool(find)
-        except ValueError as e:
-            raise bad_request(str(e), param="vector" if vector is not None else None) from None
+            try:
+                hits = await run_in_threadpool(lambda: storage.nearest(self.db(), q, label, k=k))
+            except ValueError as e:
+                raise bad_request(str(e), param="vector") from None
         return JSONResponse({"object": "list", "model": label, "data": [
             {"object": "search.result", "job_id": j, "index": i, "text": t, "score": s} for j, i, t, s in hits]})
 
