@@ -4,7 +4,11 @@ finished exactly once by another."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +109,29 @@ def test_worker_concurrency_runs_several_processes(make_service):
     assert workers == {"multi-0@test", "multi-1@test"}
     assert sup.stop() == 0
     assert sup.log().count("Warm shutdown") == 2
+
+
+def test_a_worker_outlives_the_thread_that_started_it_but_not_its_process(make_service, tmp_path):
+    # EMBEDQ_EXIT_WITH_PARENT follows the parent process: a worker started from a short-lived thread
+    # of a live process keeps running, and stops by itself when that process dies.
+    svc = make_service()
+    script = tmp_path / "parent.py"
+    script.write_text(f"""
+import os, sys, threading, time
+os.environ.update({svc.env!r})
+from worker.processes import WorkerProcess
+box = []
+t = threading.Thread(target=lambda: box.append(WorkerProcess("orphan@test", {str(tmp_path / 'orphan.log')!r}).start()))
+t.start(); t.join()
+w = box[0].wait_ready(120)
+time.sleep(2)  # the starting thread is long gone
+print("ALIVE" if w.proc.poll() is None else "DEAD", w.pid, flush=True)
+os._exit(0)  # the parent dies without stopping its worker
+""")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    state, pid = out.stdout.split()
+    assert state == "ALIVE", out.stderr[-2000:]
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower():
+        assert time.monotonic() < deadline, "the orphaned worker did not stop"
+        time.sleep(0.2)
