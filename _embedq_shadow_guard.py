@@ -1,7 +1,7 @@
 """Fail clearly when a stray module shadows one of embedq's top-level packages.
 
 embedq's top-level package names are generic (worker, storage, schemas, native,
-embedq, bench), so a user's ``schemas.py`` or ``worker.py`` in the current
+gateway, embedq, bench), so a user's ``schemas.py`` or ``worker.py`` in the current
 directory (which Python puts first on sys.path) wins over ours, and the failure
 surfaces deep inside our code (``cannot import name 'InvalidJob' from
 'schemas'``) or as an obscure Celery error.
@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import sys
 
-NAMES = frozenset({"worker", "storage", "schemas", "native", "embedq", "bench"})
+NAMES = frozenset({"worker", "storage", "schemas", "native", "gateway", "embedq", "bench"})
 DIST = "embedq"
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -12,7 +12,7 @@ caches those vectors):
 
 Optionally llama.cpp (llama-cpp-python, in a subprocess) on the same GGUF file as a comparison
 row. The figures go to BENCHMARKS.md (section `accuracy`, rendered from every row measured so
-far) and to bench/results/accuracy.json beside it, which tests/test_accuracy_*.py check their
+far) and to bench/results/accuracy.json beside it, which tests/runtime/test_accuracy_*.py check their
 own measurements against. A run that measures some rows replaces those rows and keeps the rest.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def forward_ids(model, texts: list[str]) -> list[list[int]]:
 
 def hf_ids(hf_dir: str | os.PathLike, texts: list[str], max_length: int) -> list[list[int]]:
     """HF transformers' ids for the texts: special tokens added, truncated at max_length, as
-    sentence-transformers tokenizes them (tests/test_tokenizer_gemma.py checks AutoTokenizer gives
+    sentence-transformers tokenizes them (tests/runtime/test_tokenizer_gemma.py checks AutoTokenizer gives
     the same ids as the model's tokenizer.json pipeline)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

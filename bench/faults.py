@@ -13,7 +13,7 @@ database), then waits for every job to settle and counts, per job id:
   wrong      done jobs whose vectors differ from native.Model.embed on the same texts;
   recover_s  from the end of the last fault until every submitted job had settled.
 
-The tests (tests/test_service_faults.py) run short variants and require 0 lost, 0 duplicated,
+The tests (tests/service/test_faults.py) run short variants and require 0 lost, 0 duplicated,
 0 wrong, 0 failed; this command runs the long ones and writes the table into BENCHMARKS.md.
 Everything talks to 127.0.0.1 only; streams and waits are bounded in count and time.
 """

@@ -18,7 +18,7 @@ cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEMBEDQ_SANITIZE=ON 
 cmake --build build/asan -j"$(nproc)"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build/asan --output-on-failure
 
-# tests/test_service_deploy.py validates docker/compose.yaml with `docker compose config`
+# tests/service/test_deploy.py validates docker/compose.yaml with `docker compose config`
 # (Compose v2; no engine needed).
 bash scripts/compose_cli.sh
 

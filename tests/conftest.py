@@ -12,7 +12,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from native import hub  # noqa: E402
-from service_fixtures import *  # noqa: E402,F401,F403  (Redis, pgserver and worker fixtures)
+
+# Redis, pgserver and worker fixtures.
+pytest_plugins = ["helpers.service_fixtures"]
 
 MINILM = "all-MiniLM-L6-v2"
 GEMMA = "embeddinggemma-300m"
@@ -75,18 +77,18 @@ def st_minilm_vectors(st_minilm, corpus) -> np.ndarray:
     return st_minilm.encode(corpus, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
 
 
-# --- XLM-RoBERTa: built in the test run (tests/xlmr_models.py); no real weights exist offline.
+# --- XLM-RoBERTa: built in the test run (tests/helpers/xlmr_models.py); no real weights exist offline.
 
 @pytest.fixture(scope="session")
 def xlmr_sp(tmp_path_factory, corpus) -> Path:
-    from xlmr_models import train_unigram
+    from helpers.xlmr_models import train_unigram
 
     return train_unigram(corpus, tmp_path_factory.mktemp("xlmr") / "sp.model")
 
 
 @pytest.fixture(scope="session")
 def xlmr_mean_dir(tmp_path_factory, xlmr_sp) -> Path:
-    from xlmr_models import build_st_folder
+    from helpers.xlmr_models import build_st_folder
 
     return build_st_folder(tmp_path_factory.mktemp("xlmr") / "mean", xlmr_sp, pooling="mean", normalize=True,
                            max_seq_length=64, n_positions=96, seed=1)
@@ -94,7 +96,7 @@ def xlmr_mean_dir(tmp_path_factory, xlmr_sp) -> Path:
 
 @pytest.fixture(scope="session")
 def xlmr_cls_dir(tmp_path_factory, xlmr_sp) -> Path:
-    from xlmr_models import build_st_folder
+    from helpers.xlmr_models import build_st_folder
 
     return build_st_folder(tmp_path_factory.mktemp("xlmr") / "cls", xlmr_sp, pooling="cls", normalize=False,
                            max_seq_length=40, n_positions=60, hidden=48, layers=2, heads=3, ff=96, seed=2)

@@ -110,7 +110,7 @@ def test_benchmarks_md_tables_are_all_generated_by_a_named_command():
 
     from embedq.cli import build_parser
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     text = (root / "BENCHMARKS.md").read_text(encoding="utf-8")
     sections = re.findall(r"<!-- embedq-bench:([\w.-]+):start -->\n(.*?)\n<!-- embedq-bench:\1:end -->", text,
                           flags=re.S)
@@ -124,8 +124,8 @@ def test_benchmarks_md_tables_are_all_generated_by_a_named_command():
         argv = shlex.split(commands[0])[1:]
         args = build_parser().parse_args(argv)
         assert args.command == "bench" and key.startswith(
-            {"runtime": "runtime-", "service": "service", "accuracy": "accuracy",
-             "recipes": "gemma-q8-recipes"}[args.bench_command]), key
+            {"runtime": "runtime-", "service": "service", "accuracy": "accuracy", "http": "http", "faults": "faults",
+             "recipes": "gemma-q8-recipes", "quants": "quants"}[args.bench_command]), key
     images = re.findall(r"^!\[[^\]]*\]\(([^)]+)\)", text, flags=re.M)
     assert len(images) == len(set(images))
     for img in images:

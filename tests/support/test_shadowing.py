@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-OURS = ("worker", "storage", "schemas", "native", "embedq", "bench")
+REPO = Path(__file__).resolve().parents[2]
+OURS = ("worker", "storage", "schemas", "native", "gateway", "embedq", "bench")
 GUARD_FILES = ("_embedq_shadow_guard.py", "_embedq_shadow_guard.pth")
 ENV_SITE = Path(sysconfig.get_paths()["purelib"])  # this environment's site-packages
 

@@ -37,7 +37,7 @@ def start_flower(env: dict, log_path: Path, *args: str) -> subprocess.Popen:
     log = open(log_path, "wb")
     try:
         return subprocess.Popen([sys.executable, "-m", "embedq", "flower", *args], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
+                                stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2],
                                 start_new_session=True)
     finally:
         log.close()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from native import Model
-from peers import llama_cpp_convert
+from helpers.peers import llama_cpp_convert
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers]
 

@@ -11,7 +11,7 @@ import pytest
 
 import native
 from native import GGUFError, Model
-from tiny_models import VOCAB, write_tiny_bert
+from helpers.tiny_models import VOCAB, write_tiny_bert
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """`embedq bench accuracy`: what it writes (the BENCHMARKS.md section and the results file) and
 that a run reproduces the published figures (bench/results/accuracy.json).
 
-Margins as in tests/test_accuracy_bert.py: cosines and max abs diff within 2e-5, counts exact
+Margins as in tests/runtime/test_accuracy_bert.py: cosines and max abs diff within 2e-5, counts exact
 (texts under 0.999 may move only by the texts within 2e-5 of 0.999)."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from bench import accuracy
 from bench.accuracy import RESULTS_FILE, discrepancies, find_row, load_results, merge, render
 from bench.report import markers, read_section
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MARGIN = 2e-5
 
 

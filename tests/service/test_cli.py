@@ -18,7 +18,7 @@ import storage
 
 pytestmark = pytest.mark.service
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVICE_SETTINGS = {"batch_wait_ms": 50, "threads": 2}
 
 

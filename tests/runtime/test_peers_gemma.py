@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from native import Model, hub
-from peers import llama_cpp_convert
+from helpers.peers import llama_cpp_convert
 from bench.references import st_vectors
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers, pytest.mark.gemma]

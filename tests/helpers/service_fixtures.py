@@ -1,7 +1,7 @@
 """Fixtures for the service and storage tests: real Redis, real PostgreSQL (pgserver, with
 pgvector), SQLite, and worker processes that the tests start and always stop.
 
-Imported by tests/conftest.py (`from service_fixtures import *`). Needs the `minilm_gguf`
+A pytest plugin of tests/conftest.py (pytest_plugins). Needs the `minilm_gguf`
 fixture from conftest.py.
 
 Redis: EMBEDQ_TEST_REDIS (default redis://127.0.0.1:6379), database number 11 only; it is flushed
@@ -18,9 +18,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-
-__all__ = ["redis_url", "pg_server", "pg_url", "db_url", "service_model", "make_service", "module_service",
-           "Service", "REDIS_URL"]
 
 REDIS_BASE = os.environ.get("EMBEDQ_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
 REDIS_DB = 11

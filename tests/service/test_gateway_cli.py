@@ -19,7 +19,7 @@ from schemas.settings import Settings
 from storage import ClaimRequest, SaveRequest
 from storage.models import Job
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def embedq(*args, env=None) -> subprocess.CompletedProcess:

@@ -415,7 +415,7 @@ def llama_converter():
     try:
         from tests import peers
     except ImportError:  # tests/ itself is on sys.path when it is not a package
-        import peers
+        from helpers import peers
 
     try:
         peers.llama_cpp_source()

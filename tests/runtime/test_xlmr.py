@@ -1,5 +1,5 @@
 """XLM-RoBERTa end to end on random-weight models built from transformers' own XLMRobertaConfig
-and wrapped as sentence-transformers folders (tests/xlmr_models.py): our converter's file in
+and wrapped as sentence-transformers folders (tests/helpers/xlmr_models.py): our converter's file in
 llama.cpp's layout, our vectors against sentence-transformers' at F32 (mean and CLS pooling,
 normalized and raw, texts past max_seq_length), a "<pad>" typed in a text, hostile files, and
 llama.cpp on the same file. No XLM-R weights are reachable offline, so no real model is used."""
@@ -224,7 +224,7 @@ def test_hostile_files_raise_gguf_error(xlmr_mean_gguf, tmp_path, change, messag
 
 @pytest.mark.slow
 def test_layout_matches_llama_cpp_converter(xlmr_mean_dir, xlmr_mean_gguf, tmp_path):
-    import peers
+    from helpers import peers
 
     theirs = peers.llama_cpp_convert(xlmr_mean_dir, tmp_path / "theirs.gguf", "f32")
     a, b = kv(xlmr_mean_gguf), kv(theirs)

@@ -37,7 +37,7 @@ def embedded(tmp_path, minilm_gguf, monkeypatch):
     get_settings.cache_clear()
     configure(get_settings())
     worker = WorkerProcess("embedded@test", tmp_path / "worker.log", env=env,
-                           cwd=Path(__file__).resolve().parent.parent).start()
+                           cwd=Path(__file__).resolve().parents[2]).start()
     try:
         worker.wait_ready()
         yield worker

@@ -32,7 +32,7 @@ def gemma_worker(redis_url, gemma_gguf, tmp_path, monkeypatch):
     get_settings.cache_clear()
     configure(get_settings())
     worker = WorkerProcess("gemma@test", tmp_path / "worker.log", env=env,
-                           cwd=Path(__file__).resolve().parent.parent).start()
+                           cwd=Path(__file__).resolve().parents[2]).start()
     try:
         worker.wait_ready()
         yield worker

@@ -17,7 +17,7 @@ from schemas.settings import Settings
 
 pytestmark = pytest.mark.service
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_no_worker_gets_503_and_health_names_the_workers(make_service):
