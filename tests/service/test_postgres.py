@@ -4,6 +4,7 @@ of failing the job."""
 from __future__ import annotations
 
 import shutil
+import time
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,7 +22,7 @@ def own_pg():
     """A PostgreSQL server of this test's own, which the test may stop and start again."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        pgserver = pytest.importorskip("pgserver")
+        import pgserver
         data = Path(tempfile.mkdtemp(prefix="embedq-pgr-"))
         state = {"srv": pgserver.get_server(data, cleanup_mode="stop")}
 
@@ -63,3 +64,33 @@ def test_worker_on_postgres_rides_out_a_database_restart(make_service, own_pg, s
                            Path(svc.env["EMBEDQ_MODEL"]).stem, k=1)
     assert hits[0][:3] == (summary["job_id"], 0, "sent while the database is down")
     assert storage.status_counts(storage.connect(url)) == {"done": 2}
+
+
+def test_an_outage_past_its_tolerance_fails_the_job_and_the_row_comes_when_the_database_does(
+        make_service, own_pg):
+    # EMBEDQ_DB_OUTAGE_S is 3 s here: the job gives up waiting, but its failure cannot be written
+    # while the database is down. It goes back to the broker until it can be: never a failure without
+    # its row.
+    url, stop_db, start_db = own_pg
+    svc = make_service(database_url=url, db_outage_s=3, db_retry_base_ms=100)
+    worker = svc.start_worker("patient")
+    from worker.tasks import embed
+
+    assert embed.delay(["before"]).get(timeout=120)["status"] == "done"
+    stop_db()
+    mark = len(worker.log())
+    doomed = embed.delay(["sent into a long outage"])
+    worker.wait_for_log(f"could not record the failure of job {doomed.id} yet", after=mark, timeout=120)
+    time.sleep(3)  # it keeps coming back while the database stays down
+    start_db()
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            job = storage.get_job(storage.connect(url), doomed.id)
+            if job["status"] == "failed":
+                break
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, "the failure was never recorded"
+        time.sleep(0.5)
+    assert "database unavailable for more than 3 s" in job["error"]
