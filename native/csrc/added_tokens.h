@@ -3,9 +3,12 @@
 // AddedVocabulary does. Shared by the SentencePiece-style tokenizers.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include "unicode.h"
 
 namespace embedq {
 
@@ -54,5 +57,36 @@ class AddedTokenMatcher final {
   std::vector<int32_t> ids_;                      // per node: token ending here, or -1
   bool first_[256] = {};
 };
+
+// The outer loop the SentencePiece-style tokenizers share: invalid UTF-8 becomes U+FFFD, added
+// tokens are cut out and emitted as their ids, and `encode_span(std::string_view, out)` tokenizes each
+// stretch of text between them (possibly empty).
+template <class EncodeSpan>
+void encode_around_added(std::string_view text, const AddedTokenMatcher& added, std::vector<int32_t>& out,
+                         EncodeSpan&& encode_span) {
+  std::string cleaned;
+  bool ascii = true;
+  for (unsigned char c : text) ascii = ascii && !(c & 0x80);
+  if (!ascii && !unicode::utf8_is_valid(text)) {
+    cleaned.reserve(text.size() + 8);
+    for (size_t pos = 0; pos < text.size();) unicode::utf8_append(cleaned, unicode::utf8_decode(text, pos));
+    text = cleaned;
+  }
+  size_t span = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    int32_t id = -1;
+    size_t len = 0;
+    if (added.may_start((unsigned char)text[pos])) len = added.longest_at(text, pos, &id);
+    if (len == 0) {
+      ++pos;
+      continue;
+    }
+    encode_span(text.substr(span, pos - span), out);
+    out.push_back(id);
+    pos += len;
+    span = pos;
+  }
+  encode_span(text.substr(span), out);
+}
 
 }  // namespace embedq

@@ -69,6 +69,7 @@ class GGUFFile {
   uint32_t alignment() const { return alignment_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  bool mapped() const { return mapped_; }  // tensor data is a file mapping (not a caller's buffer)
 
   const std::map<std::string, GGUFValue>& metadata() const { return kv_; }
   const std::vector<TensorView>& tensors() const { return tensors_; }

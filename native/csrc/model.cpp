@@ -218,7 +218,7 @@ void Model::load() {
   // Every weight the forward pass reads, scanned once: a NaN or infinity in
   // any of them is refused here rather than found in results. See README
   // ("Bad input") for what this costs at load.
-  check_finite(encoder_->tensors(), rt_->pool);
+  check_finite(encoder_->tensors(), rt_->pool, file_->mapped());
 }
 
 std::vector<int32_t> Model::tokenize(std::string_view text) const {

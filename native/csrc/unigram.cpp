@@ -74,28 +74,9 @@ class Unigram final : public Tokenizer {
   }
 
   void encode(std::string_view text, std::vector<int32_t>& out) const override {
-    std::string cleaned;
-    if (!unicode::utf8_is_valid(text)) {
-      cleaned.reserve(text.size() + 8);
-      for (size_t pos = 0; pos < text.size();) unicode::utf8_append(cleaned, unicode::utf8_decode(text, pos));
-      text = cleaned;
-    }
     Scratch sc;
-    size_t span = 0;
-    for (size_t pos = 0; pos < text.size();) {
-      int32_t id = -1;
-      size_t len = 0;
-      if (added_.may_start((unsigned char)text[pos])) len = added_.longest_at(text, pos, &id);
-      if (len == 0) {
-        ++pos;
-        continue;
-      }
-      encode_span(text.substr(span, pos - span), sc, out);
-      out.push_back(id);
-      pos += len;
-      span = pos;
-    }
-    encode_span(text.substr(span), sc, out);
+    encode_around_added(text, added_, out,
+                        [&](std::string_view span, std::vector<int32_t>& ids) { encode_span(span, sc, ids); });
   }
 
   size_t vocab_size() const override { return n_vocab_; }

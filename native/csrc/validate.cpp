@@ -5,6 +5,10 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 namespace embedq {
 
@@ -139,7 +143,23 @@ void check_finite(const TensorView& t) {
   if (i >= 0) throw_nonfinite(t, (uint64_t)i);
 }
 
-void check_finite(const std::vector<const TensorView*>& tensors, ThreadPool& pool) {
+namespace {
+
+void release_pages(const void* data, uint64_t nbytes) {
+#if defined(__unix__) || defined(__APPLE__)
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  const uintptr_t begin = ((uintptr_t)data + page - 1) / page * page;  // whole pages inside the tensor
+  const uintptr_t end = ((uintptr_t)data + nbytes) / page * page;
+  if (end > begin) madvise((void*)begin, end - begin, MADV_DONTNEED);
+#else
+  (void)data;
+  (void)nbytes;
+#endif
+}
+
+}  // namespace
+
+void check_finite(const std::vector<const TensorView*>& tensors, ThreadPool& pool, bool release_after) {
   // Pieces of 1M elements (a multiple of the Q8_0 block): enough of them to
   // keep every thread busy on the big matrices, few enough to cost nothing.
   constexpr uint64_t kPiece = 1 << 20;
@@ -158,6 +178,12 @@ void check_finite(const std::vector<const TensorView*>& tensors, ThreadPool& poo
   });
   for (size_t i = 0; i < pieces.size(); ++i) {
     if (found[i] >= 0) throw_nonfinite(*pieces[i].t, (uint64_t)found[i]);
+  }
+  // The scan read every page; give them back, so resident memory grows by what the forward
+  // passes touch (a few embedding rows), not the whole file. They stay in the page cache: a
+  // later read is a minor fault, not a disk read.
+  if (release_after) {
+    for (const TensorView* t : tensors) release_pages(t->data, t->nbytes);
   }
 }
 

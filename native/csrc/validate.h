@@ -52,7 +52,8 @@ int64_t first_nonfinite(const TensorView& t, uint64_t begin, uint64_t end);
 // Throws GGUFError naming the tensor, the element and its value if any
 // element of any tensor is not finite. Tensors are cut into pieces spread
 // over the pool: weights are most of the file.
-void check_finite(const std::vector<const TensorView*>& tensors, ThreadPool& pool);
+// With `release_after`, the pages of a file mapping the scan read are handed back afterwards.
+void check_finite(const std::vector<const TensorView*>& tensors, ThreadPool& pool, bool release_after = false);
 void check_finite(const TensorView& t);
 
 }  // namespace embedq
