@@ -116,6 +116,9 @@ class Guard:
         self._thread = threading.Thread(target=self._run, name="embedq-delivery", daemon=True)
 
     def start(self) -> "Guard":
+        if self.queues:  # at once: a client may ask for this model as soon as the worker is up
+            routing.mark_alive(self.ledger.client, self.queues, self.name,
+                               ttl_s=max(routing.ALIVE_TTL_S, 3 * self.interval_s))
         self._thread.start()
         return self
 

@@ -59,8 +59,8 @@ def mark_gone(client, queues: list[str], worker: str) -> None:
 
 
 class Liveness:
-    """The client's view: is anyone serving this queue? Answers are remembered for a moment, so a
-    stream of jobs costs one Redis call every `memo_s`, not one per job."""
+    """The client's view: is anyone serving this queue? A yes is remembered for a moment, so a stream
+    of jobs costs one Redis call every `memo_s`, not one per job."""
 
     def __init__(self, client, memo_s: float = 2.0):
         self.client = client
@@ -75,6 +75,7 @@ class Liveness:
             if hit is not None and now - hit[0] < self.memo_s:
                 return hit[1]
         alive = self.client.zcount(alive_key(queue), time.time(), "+inf") > 0
-        with self._lock:
-            self._memo[queue] = (now, alive)
+        if alive:  # only a yes is remembered: a worker that has just started is found at once
+            with self._lock:
+                self._memo[queue] = (now, alive)
         return alive
