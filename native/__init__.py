@@ -5,7 +5,7 @@ vectors with the C++ runtime in `native._native`, in two steps that can run in
 different processes: `Model.encode(texts)` tokenizes each text exactly once
 into an `Encoded` batch of token ids, and `Model.embed_encoded(encoded)` runs
 the forward pass on those ids (it never sees a string). `Model.embed` does
-both. This package imports no other package of ours.
+both. Of our packages it imports only `schemas` (EMBEDQ_HOME, in hub.py).
 """
 from __future__ import annotations
 
