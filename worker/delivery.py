@@ -117,8 +117,11 @@ class Guard:
 
     def start(self) -> "Guard":
         if self.queues:  # at once: a client may ask for this model as soon as the worker is up
-            routing.mark_alive(self.ledger.client, self.queues, self.name,
-                               ttl_s=max(routing.ALIVE_TTL_S, 3 * self.interval_s))
+            try:
+                routing.mark_alive(self.ledger.client, self.queues, self.name,
+                                   ttl_s=max(routing.ALIVE_TTL_S, 3 * self.interval_s))
+            except Exception as e:  # the broker is down: the first beat after it is back marks them
+                log.warning("delivery guard: cannot mark queues alive yet: %s: %s", type(e).__name__, str(e)[:200])
         self._thread.start()
         return self
 
@@ -136,9 +139,15 @@ class Guard:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(10)
-        self._flush(touch_all=False)
+        try:
+            self._flush(touch_all=False)
+        except Exception as e:  # broker down at shutdown: the sweeper republishes what it must
+            log.warning("delivery guard: final flush failed: %s: %s", type(e).__name__, str(e)[:200])
         if self.queues:
-            routing.mark_gone(self.ledger.client, self.queues, self.name)
+            try:
+                routing.mark_gone(self.ledger.client, self.queues, self.name)
+            except Exception:  # the marks expire by themselves (ALIVE_TTL_S)
+                pass
 
     def _flush(self, touch_all: bool) -> None:
         with self._lock:

@@ -91,6 +91,23 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="embedq-exit-with-parent", daemon=True).start()
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Is this a service that is down (broker, result backend, database) rather than a bad setting?"""
+    import kombu.exceptions
+    import redis.exceptions
+
+    import storage
+
+    while exc is not None:
+        if isinstance(exc, (ConnectionError, TimeoutError, redis.exceptions.ConnectionError,
+                            redis.exceptions.TimeoutError, kombu.exceptions.OperationalError)):
+            return True
+        if storage.is_transient(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def run_one(hostname: str) -> int:
     _exit_with_parent()
     s = get_settings()
@@ -104,8 +121,10 @@ def run_one(hostname: str) -> int:
     try:
         rt = start_runtime(s, name=hostname)
     except Exception as e:
+        # 2 tells the supervisor not to restart (a bad model path stays bad); an unreachable broker
+        # or database may come back, so that exit is an ordinary failure, restarted with backoff.
         print(f"error: cannot start the worker: {type(e).__name__}: {e}", file=sys.stderr)
-        return 2
+        return 1 if unreachable(e) else 2
     argv = ["worker", "--pool", "threads", "--concurrency", str(s.slots), "--queues", ",".join(rt.queues),
             "--hostname", hostname, "--loglevel", s.log_level.upper(), "--prefetch-multiplier", "1",
             "--without-mingle", "--without-gossip"]

@@ -5,7 +5,9 @@ restarts per scenario and a 5-minute database outage, are `embedq bench faults`.
 from __future__ import annotations
 
 import signal
+import time
 
+import numpy as np
 import pytest
 
 from bench import faults
@@ -81,3 +83,27 @@ def test_a_database_outage_makes_jobs_wait_not_fail(deployment, service_model, t
         assert_nothing_lost(o)
     finally:
         box["srv"].cleanup()
+
+
+def test_a_worker_started_while_redis_is_down_waits_for_it_and_then_serves(deployment, private_redis, service_model):
+    # A worker restarted during a broker outage (Celery exits on some broker restarts) must not take
+    # the unreachable broker for a configuration error: its supervisor keeps it, and it serves later.
+    private_redis.stop(signal.SIGKILL)
+    dep = deployment()
+    w = dep.start_worker("late", wait=False)
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline:
+        assert w.proc.poll() is None, f"the supervisor gave up while Redis was down:\n{w.log()[-3000:]}"
+        time.sleep(0.2)
+    assert "cannot mark queues alive yet" in w.log() or "Cannot connect" in w.log(), w.log()[-3000:]
+    private_redis.start()
+    w.wait_ready(timeout=120)
+    from worker.tasks import embed
+
+    texts = ["served once the broker is back", "and a second text"]
+    result = embed.delay(texts)
+    assert result.get(timeout=90)["status"] == "done"
+    import storage
+
+    np.testing.assert_array_equal(storage.get_vectors(storage.connect(dep.database_url), result.id),
+                                  service_model.embed(texts))
