@@ -24,7 +24,7 @@ import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as QT
 
-from .bert import build_bert
+from .bert import build_bert, build_distilbert
 from .common import (
     ConversionError,
     ModelPlan,
@@ -56,6 +56,8 @@ _FILE_TYPES = {
 _BUILDERS: dict[str, Callable[[Path, dict], ModelPlan]] = {
     "BertModel": build_bert,
     "BertForMaskedLM": build_bert,
+    "DistilBertModel": build_distilbert,
+    "DistilBertForMaskedLM": build_distilbert,
     "Gemma3TextModel": build_gemma_embedding,
     "XLMRobertaModel": build_xlm_roberta,
     "XLMRobertaForMaskedLM": build_xlm_roberta,

@@ -1,5 +1,5 @@
-"""BERT-family sentence encoders (all-MiniLM-L6-v2 and kin): WordPiece vocabulary, normalizer flags
-and tensor names, in the layout llama.cpp's converter writes."""
+"""BERT-family sentence encoders (all-MiniLM-L6-v2, bge, DistilBERT-based models and kin): WordPiece
+vocabulary, normalizer flags and tensor names, in the layout llama.cpp's converter writes."""
 
 from __future__ import annotations
 
@@ -150,7 +150,56 @@ def bert_tensor_name(hf: str) -> str | None:
     return ""
 
 
+# DistilBERT is BERT without token-type embeddings (and without the pooler), under other names.
+_DISTILBERT_LAYER = {
+    "attention.q_lin": "attn_q",
+    "attention.k_lin": "attn_k",
+    "attention.v_lin": "attn_v",
+    "attention.out_lin": "attn_output",
+    "sa_layer_norm": "attn_output_norm",
+    "ffn.lin1": "ffn_up",
+    "ffn.lin2": "ffn_down",
+    "output_layer_norm": "layer_output_norm",
+}
+
+_DISTILBERT_SKIP = ("embeddings.position_ids", "vocab_", "pre_classifier.", "classifier.", "qa_outputs.")
+
+
+def distilbert_tensor_name(hf: str) -> str | None:
+    name = hf.removeprefix("distilbert.")
+    if name.startswith(_DISTILBERT_SKIP):
+        return None
+    stem, _, suffix = name.rpartition(".")
+    if suffix not in ("weight", "bias"):
+        return ""
+    if stem in _BERT_GLOBAL and stem != "embeddings.token_type_embeddings":
+        return f"{_BERT_GLOBAL[stem]}.{suffix}"
+    parts = stem.split(".")
+    if len(parts) > 3 and parts[0] == "transformer" and parts[1] == "layer" and parts[2].isdigit():
+        sub = ".".join(parts[3:])
+        if sub in _DISTILBERT_LAYER:
+            return f"blk.{int(parts[2])}.{_DISTILBERT_LAYER[sub]}.{suffix}"
+    return ""
+
+
+def build_distilbert(model_dir: Path, cfg: dict) -> ModelPlan:
+    if cfg.get("sinusoidal_pos_embds"):
+        raise ConversionError("DistilBERT with sinusoidal position embeddings is not supported")
+    # DistilBERT's LayerNorms use eps 1e-12, fixed in its code rather than in config.json.
+    bert_cfg = {"hidden_size": cfg["dim"], "intermediate_size": cfg["hidden_dim"], "num_hidden_layers": cfg["n_layers"],
+                "num_attention_heads": cfg["n_heads"], "max_position_embeddings": cfg["max_position_embeddings"],
+                "layer_norm_eps": 1e-12, "vocab_size": cfg["vocab_size"], "type_vocab_size": 0,
+                "hidden_act": cfg.get("activation", "gelu")}
+    return _build(model_dir, bert_cfg, distilbert_tensor_name, "DistilBERT")
+
+
 def build_bert(model_dir: Path, cfg: dict) -> ModelPlan:
+    if cfg.get("position_embedding_type", "absolute") != "absolute":
+        raise ConversionError(f"BERT with {cfg['position_embedding_type']} position embeddings is not supported")
+    return _build(model_dir, cfg, bert_tensor_name, "BERT")
+
+
+def _build(model_dir: Path, cfg: dict, tensor_name, family: str) -> ModelPlan:
     m = ModelPlan(arch="bert", n_embd=int(cfg["hidden_size"]))
     m.put("add_context_length", int(cfg["max_position_embeddings"]))
     m.put("add_embedding_length", int(cfg["hidden_size"]))
@@ -159,19 +208,19 @@ def build_bert(model_dir: Path, cfg: dict) -> ModelPlan:
     m.put("add_head_count", int(cfg["num_attention_heads"]))
     m.put("add_layer_norm_eps", float(cfg.get("layer_norm_eps", 1e-12)))
     m.put("add_causal_attention", False)
-    if cfg.get("position_embedding_type", "absolute") != "absolute":
-        raise ConversionError(f"BERT with {cfg['position_embedding_type']} position embeddings is not supported")
+    if cfg.get("hidden_act", "gelu") != "gelu":  # the runtime's BERT feed-forward is erf GELU
+        raise ConversionError(f"{family} with activation {cfg['hidden_act']!r} is not supported (only 'gelu')")
     if any(x.get("type", "").endswith("Dense") for x in st_modules(model_dir)):
         raise ConversionError("Dense modules after pooling are only supported for EmbeddingGemma")
 
     n_vocab, lowercase = _bert_vocab(m, model_dir, cfg)
     for file in model_weight_files(model_dir):
         for hf, entry in read_safetensors_index(file).items():
-            name = bert_tensor_name(hf)
+            name = tensor_name(hf)
             if name is None:
                 continue
             if name == "":
-                raise ConversionError(f"{file}: unexpected tensor {hf!r} for a BERT model")
+                raise ConversionError(f"{file}: unexpected tensor {hf!r} for a {family} model")
             if name == "token_embd.weight" and entry.shape[0] != n_vocab:
                 raise ConversionError(f"token embedding has {entry.shape[0]} rows, vocabulary {n_vocab}")
             m.tensors.append(TensorPlan(name, entry.shape, lambda e=entry: load_safetensor(e)))
