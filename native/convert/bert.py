@@ -188,7 +188,9 @@ def build_distilbert(model_dir: Path, cfg: dict) -> ModelPlan:
     # DistilBERT's LayerNorms use eps 1e-12, fixed in its code rather than in config.json.
     bert_cfg = {"hidden_size": cfg["dim"], "intermediate_size": cfg["hidden_dim"], "num_hidden_layers": cfg["n_layers"],
                 "num_attention_heads": cfg["n_heads"], "max_position_embeddings": cfg["max_position_embeddings"],
-                "layer_norm_eps": 1e-12, "vocab_size": cfg["vocab_size"], "type_vocab_size": 0,
+                "layer_norm_eps": 1e-12, "vocab_size": cfg["vocab_size"],
+                # llama.cpp writes a token-type count of 1 with no token-type table, and refuses 0.
+                "type_vocab_size": 1,
                 "hidden_act": cfg.get("activation", "gelu")}
     return _build(model_dir, bert_cfg, distilbert_tensor_name, "DistilBERT")
 

@@ -95,6 +95,29 @@ def test_distilbert_q8_0_converts_and_stays_close(distil_dir, texts, tmp_path):
     assert cosines(f32, q8).min() >= 0.999
 
 
+def test_distilbert_layout_matches_llama_cpp_which_runs_our_file(distil_dir, texts, tmp_path):
+    from llama_cpp import Llama
+
+    from helpers import peers
+
+    ours = conv.convert(distil_dir, tmp_path / "ours.gguf", progress=False)
+    theirs = peers.llama_cpp_convert(distil_dir, tmp_path / "theirs.gguf", "f32")
+    ta, tb = ({t.name: t for t in GGUFReader(p).tensors} for p in (ours, theirs))
+    assert set(ta) == set(tb)
+    for name, t in tb.items():
+        assert np.array_equal(np.asarray(ta[name].data), np.asarray(t.data)), name
+    a, b = kv(ours), kv(theirs)
+    for key in ("bert.embedding_length", "bert.block_count", "bert.pooling_type", "tokenizer.ggml.token_type_count",
+                "tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "bert.attention.layer_norm_epsilon"):
+        assert a[key] == b[key], key
+    m = Model(ours, threads=1)
+    ll = Llama(model_path=str(ours), embedding=True, verbose=False, n_ctx=64, n_batch=64, n_ubatch=64)
+    short = [t for t in texts if t and len(m.tokenize(t)) <= m.max_tokens]
+    theirs_v = np.array([ll.embed(t, normalize=False) for t in short], dtype=np.float32)
+    cos = cosines(theirs_v, m.embed(short, normalize=False))
+    assert len(short) >= 30 and np.median(cos) > 0.9999, (len(short), np.median(cos))
+
+
 @pytest.mark.parametrize("kind", ["bert", "distilbert"])
 def test_an_activation_the_runtime_lacks_is_refused_at_conversion(tmp_path, minilm_dir, kind):
     from helpers.bert_models import build_st_folder
