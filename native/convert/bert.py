@@ -132,22 +132,27 @@ _BERT_GLOBAL = {
 _BERT_SKIP = ("embeddings.position_ids", "pooler.", "cls.")
 
 
-def bert_tensor_name(hf: str) -> str | None:
-    name = hf.removeprefix("bert.")
-    if name.startswith(_BERT_SKIP):
+def _tensor_name(hf: str, prefix: str, skip: tuple[str, ...], globals_: dict, layers: str, layer_map: dict) -> str | None:
+    """GGUF name of a Hugging Face tensor: None for one an embedder never uses, "" for one we do not know."""
+    name = hf.removeprefix(prefix)
+    if name.startswith(skip):
         return None
     stem, _, suffix = name.rpartition(".")
-    suffix = {"gamma": "weight", "beta": "bias"}.get(suffix, suffix)
+    suffix = {"gamma": "weight", "beta": "bias"}.get(suffix, suffix)  # old checkpoints' LayerNorm names
     if suffix not in ("weight", "bias"):
         return ""
-    if stem in _BERT_GLOBAL:
-        return f"{_BERT_GLOBAL[stem]}.{suffix}"
+    if stem in globals_:
+        return f"{globals_[stem]}.{suffix}"
     parts = stem.split(".")
-    if len(parts) > 3 and parts[0] == "encoder" and parts[1] == "layer" and parts[2].isdigit():
+    if len(parts) > 3 and ".".join(parts[:2]) == layers and parts[2].isdigit():
         sub = ".".join(parts[3:])
-        if sub in _BERT_LAYER:
-            return f"blk.{int(parts[2])}.{_BERT_LAYER[sub]}.{suffix}"
+        if sub in layer_map:
+            return f"blk.{int(parts[2])}.{layer_map[sub]}.{suffix}"
     return ""
+
+
+def bert_tensor_name(hf: str) -> str | None:
+    return _tensor_name(hf, "bert.", _BERT_SKIP, _BERT_GLOBAL, "encoder.layer", _BERT_LAYER)
 
 
 # DistilBERT is BERT without token-type embeddings (and without the pooler), under other names.
@@ -162,24 +167,12 @@ _DISTILBERT_LAYER = {
     "output_layer_norm": "layer_output_norm",
 }
 
+_DISTILBERT_GLOBAL = {k: v for k, v in _BERT_GLOBAL.items() if k != "embeddings.token_type_embeddings"}
 _DISTILBERT_SKIP = ("embeddings.position_ids", "vocab_", "pre_classifier.", "classifier.", "qa_outputs.")
 
 
 def distilbert_tensor_name(hf: str) -> str | None:
-    name = hf.removeprefix("distilbert.")
-    if name.startswith(_DISTILBERT_SKIP):
-        return None
-    stem, _, suffix = name.rpartition(".")
-    if suffix not in ("weight", "bias"):
-        return ""
-    if stem in _BERT_GLOBAL and stem != "embeddings.token_type_embeddings":
-        return f"{_BERT_GLOBAL[stem]}.{suffix}"
-    parts = stem.split(".")
-    if len(parts) > 3 and parts[0] == "transformer" and parts[1] == "layer" and parts[2].isdigit():
-        sub = ".".join(parts[3:])
-        if sub in _DISTILBERT_LAYER:
-            return f"blk.{int(parts[2])}.{_DISTILBERT_LAYER[sub]}.{suffix}"
-    return ""
+    return _tensor_name(hf, "distilbert.", _DISTILBERT_SKIP, _DISTILBERT_GLOBAL, "transformer.layer", _DISTILBERT_LAYER)
 
 
 def build_distilbert(model_dir: Path, cfg: dict) -> ModelPlan:

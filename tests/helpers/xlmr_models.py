@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .st_folders import randomize, save_st_folder
+
 
 def train_unigram(texts: list[str], path: Path, vocab_size: int = 3000, seed_text: str = "") -> Path:
     import sentencepiece as spm
@@ -44,11 +46,8 @@ def build_st_folder(out: Path, sp_model: Path, pooling: str = "mean", normalize:
     larger than transformers' initialisation (std 0.02) so every layer changes the vectors,
     and LayerNorm weights and the padding rows are random too (nothing is left at 0 or 1)."""
     import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
-    hf_dir = out.parent / (out.name + "-hf")
     tok = xlmr_tokenizer(sp_model, out.parent / (out.name + "-tok"))
     cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers,
                            num_attention_heads=heads, intermediate_size=ff, max_position_embeddings=n_positions,
@@ -56,28 +55,11 @@ def build_st_folder(out: Path, sp_model: Path, pooling: str = "mean", normalize:
                            eos_token_id=tok.eos_token_id, layer_norm_eps=1e-5)
     torch.manual_seed(seed)
     model = XLMRobertaModel(cfg, add_pooling_layer=False)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            if "LayerNorm.weight" in name:
-                p.copy_(1.0 + 0.2 * noise)
-            elif name.endswith("bias"):
-                p.copy_(0.1 * noise)
-            else:
-                p.copy_(0.15 * noise)
-    model.eval()
-    model.save_pretrained(str(hf_dir))
-    tok.save_pretrained(str(hf_dir))
-
-    modules = [Transformer(str(hf_dir), max_seq_length=max_seq_length), Pooling(hidden, pooling_mode=pooling)]
-    if normalize:
-        modules.append(Normalize())
-    SentenceTransformer(modules=modules, device="cpu").save(str(out))
+    randomize(model, seed)
+    save_st_folder(model, tok, out, pooling, normalize, max_seq_length)
     # Real XLM-R folders ship the sentencepiece model beside tokenizer.json (llama.cpp's
     # converter reads it).
     shutil.copy(sp_model, out / "sentencepiece.bpe.model")
-    shutil.rmtree(hf_dir)
     return out
 
 
