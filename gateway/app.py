@@ -43,9 +43,12 @@ from .metrics import GatewayMetrics
 
 log = logging.getLogger("embedq.gateway")
 
-EMBED_FIELDS = frozenset({"input", "model", "dimensions", "encoding_format", "user", "prompt_name"})
-JOB_FIELDS = frozenset({"input", "model", "dimensions", "prompt_name", "normalize", "user"})
-SEARCH_FIELDS = frozenset({"text", "vector", "k", "model", "prompt_name", "dimensions"})
+# Extensions beyond OpenAI's fields: prompt_name, normalize, overflow, overflow_overlap (the job's options).
+EMBED_FIELDS = frozenset({"input", "model", "dimensions", "encoding_format", "user", "prompt_name", "overflow",
+                          "overflow_overlap"})
+JOB_FIELDS = frozenset({"input", "model", "dimensions", "prompt_name", "normalize", "user", "overflow",
+                        "overflow_overlap"})
+SEARCH_FIELDS = frozenset({"text", "vector", "k", "model", "prompt_name", "dimensions", "chunks"})
 ENCODINGS = ("float", "base64")
 MAX_K = 1000
 MAX_PAGE = 1000
@@ -83,7 +86,8 @@ def job_view(job: dict, metrics: dict | None = None) -> dict:
 def _param_of(message: str) -> str | None:
     for prefix, param in (("texts", "input"), ("job has", "input"), ("dims", "dimensions"), ("unknown model", "model"),
                           ("model", "model"), ("unknown prompt_name", "prompt_name"), ("prompt_name", "prompt_name"),
-                          ("normalize", "normalize")):
+                          ("normalize", "normalize"), ("overflow_overlap", "overflow_overlap"),
+                          ("overflow", "overflow")):
         if message.startswith(prefix):
             return param
     return None
@@ -169,7 +173,8 @@ class Gateway:
         inp = body["input"]
         raw = dict(texts=[inp] if isinstance(inp, str) else inp, model=body.get("model"),
                    prompt_name=body.get("prompt_name"), dims=body.get("dimensions"),
-                   normalize=body.get("normalize", True))
+                   normalize=body.get("normalize", True), overflow=body.get("overflow"),
+                   overflow_overlap=body.get("overflow_overlap"))
         self._validate(raw)
         broker = self.broker
         snap = broker.snapshot(blocking=False) or await run_in_threadpool(broker.snapshot)
@@ -388,6 +393,9 @@ class Gateway:
         model = body.get("model")
         if model is not None and not isinstance(model, str):
             raise bad_request("model must be a string", param="model")
+        chunks = body.get("chunks", False)
+        if not isinstance(chunks, bool):
+            raise bad_request("chunks must be true or false", param="chunks")
         own = model_label(self.settings.model)
         label = model or own
         if model is not None:
@@ -407,7 +415,8 @@ class Gateway:
                 # that the very same model file computed.
                 from worker.search import nearest_text
 
-                return nearest_text(self.db(), text, k=k, model=self.settings.model, prompt_name=prompt, dims=dims)
+                return nearest_text(self.db(), text, k=k, model=self.settings.model, prompt_name=prompt, dims=dims,
+                                    chunks=chunks)
 
             try:
                 hits = await run_in_threadpool(find)
@@ -425,11 +434,13 @@ class Gateway:
             except ValueError as e:
                 raise bad_request(str(e), param="vector") from None
             try:
-                hits = await run_in_threadpool(lambda: storage.nearest(self.db(), q, label, k=k))
+                hits = await run_in_threadpool(lambda: storage.nearest(self.db(), q, label, k=k, chunks=chunks))
             except ValueError as e:
                 raise bad_request(str(e), param="vector") from None
+        # chunks=true: each hit is a chunk, its text the slice text[char_start:char_end] of the job's text.
         return JSONResponse({"object": "list", "model": label, "data": [
-            {"object": "search.result", "job_id": j, "index": i, "text": t, "score": s} for j, i, t, s in hits]})
+            {"object": "search.result", "job_id": h[0], "index": h[1], "text": h[2], "score": h[3],
+             **({"chunk": h[4]} if chunks else {})} for h in hits]})
 
     # -- models, health, metrics --------------------------------------------------------------------
     @staticmethod
