@@ -340,6 +340,29 @@ class Gateway:
 
         return Response(await run_in_threadpool(read), media_type="application/json")
 
+    async def job_chunks(self, request: Request) -> Response:
+        """The windows of a job run with overflow="chunk" (an empty list for any other done job)."""
+        job_id = request.path_params["job_id"]
+        encoding = request.query_params.get("encoding_format", "float")
+        if encoding not in ENCODINGS:
+            raise bad_request(f"encoding_format must be 'float' or 'base64', got {encoding!r}",
+                              param="encoding_format")
+
+        def read() -> bytes:
+            job, state, error = self._job_or_state(job_id)
+            if job is None or job["status"] != "done":
+                status = state or job["status"]
+                raise APIError(409, f"job {job_id} is {status}; it has no chunks"
+                               + (" yet" if status in ("queued", "running") else ""), code="job_not_done",
+                               job_id=job_id, status=status)
+            keys = ("idx", "chunk", "token_start", "token_end", "char_start", "char_end", "tokens", "text")
+            return json_bytes({"object": "list", "id": job_id, "model": job["model"], "data": [
+                {"object": "chunk", **{("index" if k == "idx" else k): c[k] for k in keys},
+                 "embedding": encode_vector(c["vector"], encoding)}
+                for c in storage.get_chunks(self.db(), job_id)]})
+
+        return Response(await run_in_threadpool(read), media_type="application/json")
+
     async def list_jobs(self, request: Request) -> Response:
         q = request.query_params
         try:
@@ -613,6 +636,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/v1/jobs/{job_id}", e("jobs.get", gw.get_job), methods=["GET"]),
         Route("/v1/jobs/{job_id}", e("jobs.delete", gw.delete_job), methods=["DELETE"]),
         Route("/v1/jobs/{job_id}/vectors", e("jobs.vectors", gw.job_vectors), methods=["GET"]),
+        Route("/v1/jobs/{job_id}/chunks", e("jobs.chunks", gw.job_chunks), methods=["GET"]),
         Route("/v1/search", e("search", gw.search), methods=["POST"]),
         Route("/v1/models", e("models", gw.models), methods=["GET"]),
         Route("/v1/models/{model:path}", e("models.get", gw.model), methods=["GET"]),

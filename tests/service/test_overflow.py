@@ -157,6 +157,11 @@ def test_chunk_over_http_and_chunk_search(db, gateway, service_model):
     assert [a["token_end"] - b["token_start"] for a, b in zip(long_chunks, long_chunks[1:])] == \
         [32] * (len(long_chunks) - 1)
     assert storage.get_metrics(db, job_id)["chunks"] == len(chunks)
+    listed = requests.get(f"{gateway.url}/v1/jobs/{job_id}/chunks", timeout=30).json()["data"]
+    assert [(c["index"], c["chunk"], c["char_start"], c["char_end"], c["text"]) for c in listed] == \
+        [(c["idx"], c["chunk"], c["char_start"], c["char_end"], c["text"]) for c in chunks]
+    np.testing.assert_array_equal(np.array([c["embedding"] for c in listed], np.float32),
+                                  np.stack([c["vector"] for c in chunks]))
     # Search by the text of one chunk finds that chunk first, with its offsets.
     target = long_chunks[2]
     s = requests.post(f"{gateway.url}/v1/search", timeout=60,
