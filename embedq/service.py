@@ -29,6 +29,10 @@ def register(subparsers) -> None:
     p.add_argument("--prompt-name")
     p.add_argument("--dims", type=int)
     p.add_argument("--no-normalize", action="store_true")
+    p.add_argument("--overflow", choices=("truncate", "reject", "chunk"), default="truncate",
+                   help="texts over the model's window: cut them (default), fail the job, or embed them in "
+                        "overlapping windows")
+    p.add_argument("--overlap", type=int, help="with --overflow chunk: tokens consecutive windows share")
     p.add_argument("--wait", action="store_true", help="wait for the jobs and print their summaries (exit 1 if "
                    "one failed, 3 if one was still running at --timeout)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait per job with --wait")
@@ -45,6 +49,7 @@ def register(subparsers) -> None:
     p.add_argument("--model")
     p.add_argument("--prompt-name")
     p.add_argument("--dims", type=int)
+    p.add_argument("--chunks", action="store_true", help="search the chunks of overflow=chunk jobs, with offsets")
     p.set_defaults(func=cmd_search)
 
     p = subparsers.add_parser("stats", help="latency statistics over stored jobs, with a PNG plot")
@@ -109,6 +114,8 @@ def cmd_enqueue(args) -> int:
     from worker.delivery_client import BrokerUnavailable
 
     kw = dict(model=args.model, prompt_name=args.prompt_name, dims=args.dims, normalize=not args.no_normalize)
+    if args.overflow != "truncate":
+        kw.update(overflow=args.overflow, overflow_overlap=args.overlap)
     try:
         results = [embed.delay(texts, **kw) for texts in jobs]
     except BrokerUnavailable as e:
@@ -156,16 +163,18 @@ def cmd_search(args) -> int:
 
     try:
         hits = nearest_text(storage.connect(), args.text, k=args.k, model=args.model, prompt_name=args.prompt_name,
-                            dims=args.dims)
+                            dims=args.dims, chunks=args.chunks)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not hits:
         print("no stored vectors for this model and size")
         return 0
-    for job_id, idx, text, score in hits:
+    for job_id, idx, text, score, *chunk in hits:
         short = text if len(text) <= 80 else text[:77] + "..."
-        print(f"{score:8.4f}  {job_id}[{idx}]  {short}")
+        where = f"[{idx}]" + (f" chunk {chunk[0]['chunk']} chars {chunk[0]['char_start']}:{chunk[0]['char_end']}"
+                              if chunk else "")
+        print(f"{score:8.4f}  {job_id}{where}  {short}")
     return 0
 
 

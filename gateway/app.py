@@ -43,9 +43,12 @@ from .metrics import GatewayMetrics
 
 log = logging.getLogger("embedq.gateway")
 
-EMBED_FIELDS = frozenset({"input", "model", "dimensions", "encoding_format", "user", "prompt_name"})
-JOB_FIELDS = frozenset({"input", "model", "dimensions", "prompt_name", "normalize", "user"})
-SEARCH_FIELDS = frozenset({"text", "vector", "k", "model", "prompt_name", "dimensions"})
+# Extensions beyond OpenAI's fields: prompt_name, normalize, overflow, overflow_overlap (the job's options).
+EMBED_FIELDS = frozenset({"input", "model", "dimensions", "encoding_format", "user", "prompt_name", "overflow",
+                          "overflow_overlap"})
+JOB_FIELDS = frozenset({"input", "model", "dimensions", "prompt_name", "normalize", "user", "overflow",
+                        "overflow_overlap"})
+SEARCH_FIELDS = frozenset({"text", "vector", "k", "model", "prompt_name", "dimensions", "chunks"})
 ENCODINGS = ("float", "base64")
 MAX_K = 1000
 MAX_PAGE = 1000
@@ -83,7 +86,8 @@ def job_view(job: dict, metrics: dict | None = None) -> dict:
 def _param_of(message: str) -> str | None:
     for prefix, param in (("texts", "input"), ("job has", "input"), ("dims", "dimensions"), ("unknown model", "model"),
                           ("model", "model"), ("unknown prompt_name", "prompt_name"), ("prompt_name", "prompt_name"),
-                          ("normalize", "normalize")):
+                          ("normalize", "normalize"), ("overflow_overlap", "overflow_overlap"),
+                          ("overflow", "overflow")):
         if message.startswith(prefix):
             return param
     return None
@@ -169,7 +173,8 @@ class Gateway:
         inp = body["input"]
         raw = dict(texts=[inp] if isinstance(inp, str) else inp, model=body.get("model"),
                    prompt_name=body.get("prompt_name"), dims=body.get("dimensions"),
-                   normalize=body.get("normalize", True))
+                   normalize=body.get("normalize", True), overflow=body.get("overflow"),
+                   overflow_overlap=body.get("overflow_overlap"))
         self._validate(raw)
         broker = self.broker
         snap = broker.snapshot(blocking=False) or await run_in_threadpool(broker.snapshot)
@@ -335,6 +340,29 @@ class Gateway:
 
         return Response(await run_in_threadpool(read), media_type="application/json")
 
+    async def job_chunks(self, request: Request) -> Response:
+        """The windows of a job run with overflow="chunk" (an empty list for any other done job)."""
+        job_id = request.path_params["job_id"]
+        encoding = request.query_params.get("encoding_format", "float")
+        if encoding not in ENCODINGS:
+            raise bad_request(f"encoding_format must be 'float' or 'base64', got {encoding!r}",
+                              param="encoding_format")
+
+        def read() -> bytes:
+            job, state, error = self._job_or_state(job_id)
+            if job is None or job["status"] != "done":
+                status = state or job["status"]
+                raise APIError(409, f"job {job_id} is {status}; it has no chunks"
+                               + (" yet" if status in ("queued", "running") else ""), code="job_not_done",
+                               job_id=job_id, status=status)
+            keys = ("idx", "chunk", "token_start", "token_end", "char_start", "char_end", "tokens", "text")
+            return json_bytes({"object": "list", "id": job_id, "model": job["model"], "data": [
+                {"object": "chunk", **{("index" if k == "idx" else k): c[k] for k in keys},
+                 "embedding": encode_vector(c["vector"], encoding)}
+                for c in storage.get_chunks(self.db(), job_id)]})
+
+        return Response(await run_in_threadpool(read), media_type="application/json")
+
     async def list_jobs(self, request: Request) -> Response:
         q = request.query_params
         try:
@@ -388,6 +416,9 @@ class Gateway:
         model = body.get("model")
         if model is not None and not isinstance(model, str):
             raise bad_request("model must be a string", param="model")
+        chunks = body.get("chunks", False)
+        if not isinstance(chunks, bool):
+            raise bad_request("chunks must be true or false", param="chunks")
         own = model_label(self.settings.model)
         label = model or own
         if model is not None:
@@ -407,7 +438,8 @@ class Gateway:
                 # that the very same model file computed.
                 from worker.search import nearest_text
 
-                return nearest_text(self.db(), text, k=k, model=self.settings.model, prompt_name=prompt, dims=dims)
+                return nearest_text(self.db(), text, k=k, model=self.settings.model, prompt_name=prompt, dims=dims,
+                                    chunks=chunks)
 
             try:
                 hits = await run_in_threadpool(find)
@@ -425,11 +457,13 @@ class Gateway:
             except ValueError as e:
                 raise bad_request(str(e), param="vector") from None
             try:
-                hits = await run_in_threadpool(lambda: storage.nearest(self.db(), q, label, k=k))
+                hits = await run_in_threadpool(lambda: storage.nearest(self.db(), q, label, k=k, chunks=chunks))
             except ValueError as e:
                 raise bad_request(str(e), param="vector") from None
+        # chunks=true: each hit is a chunk, its text the slice text[char_start:char_end] of the job's text.
         return JSONResponse({"object": "list", "model": label, "data": [
-            {"object": "search.result", "job_id": j, "index": i, "text": t, "score": s} for j, i, t, s in hits]})
+            {"object": "search.result", "job_id": h[0], "index": h[1], "text": h[2], "score": h[3],
+             **({"chunk": h[4]} if chunks else {})} for h in hits]})
 
     # -- models, health, metrics --------------------------------------------------------------------
     @staticmethod
@@ -602,6 +636,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/v1/jobs/{job_id}", e("jobs.get", gw.get_job), methods=["GET"]),
         Route("/v1/jobs/{job_id}", e("jobs.delete", gw.delete_job), methods=["DELETE"]),
         Route("/v1/jobs/{job_id}/vectors", e("jobs.vectors", gw.job_vectors), methods=["GET"]),
+        Route("/v1/jobs/{job_id}/chunks", e("jobs.chunks", gw.job_chunks), methods=["GET"]),
         Route("/v1/search", e("search", gw.search), methods=["POST"]),
         Route("/v1/models", e("models", gw.models), methods=["GET"]),
         Route("/v1/models/{model:path}", e("models.get", gw.model), methods=["GET"]),

@@ -70,7 +70,7 @@ class WorkerModel:
 
     def served(self) -> ServedModel:
         return ServedModel(name=self.name, aliases=self.aliases, dim=self.dim, dims_allowed=self.dims_allowed,
-                           prompts=self.prompts)
+                           prompts=self.prompts, max_tokens=self.max_tokens)
 
     def accepts(self, model: str) -> bool:
         return model == self.name or model in self.aliases
@@ -136,6 +136,8 @@ class Broker:
         if mark:
             self.mark_queued(job_id)
         kwargs = dict(model=req.model, prompt_name=req.prompt_name, dims=req.dims, normalize=req.normalize)
+        if req.overflow != "truncate":  # the default stays out, so such a message is what it always was
+            kwargs.update(overflow=req.overflow, overflow_overlap=req.overflow_overlap)
         return self.embed.apply_async(args=[list(req.texts)], kwargs=kwargs, task_id=job_id)
 
     def mark_queued(self, job_id: str) -> None:

@@ -4,7 +4,8 @@ Two sources, both honest about what they cover:
 * per job the gateway waited for (POST /v1/embeddings), observed from the job's stored metrics
   (storage.LATENCY_FIELDS and the counts the worker recorded): latency parts, batch sizes, tokens,
   cache hits, outcomes. Jobs sent with embed.delay or POST /v1/jobs are not waited for here and
-  are not in these;
+  are not in these: the workers' own exporter (worker/metrics.py, EMBEDQ_METRICS_PORT) counts
+  every job;
 * read on each scrape: jobs in the database by status (all jobs, however submitted), the broker
   queue's depth, and the workers answering on the queue (from the gateway's cached view).
 

@@ -135,6 +135,23 @@ class Model:
         """Token ids with the model's special tokens, not truncated."""
         return self._m.tokenize(_check_text(text))
 
+    def token_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """The tokenizer's ids for `text` WITHOUT the model's special tokens, and each id's
+        character offsets [start, end) in `text` ((n, 2) int64), as HF `tokenizers` reports them.
+        ValueError for a tokenizer that does not track offsets (only WordPiece does so far)."""
+        got = self._m.tokenize_offsets(_check_text(text))
+        if got is None:
+            raise ValueError(f"the {self._m.info['tokenizer']!r} tokenizer of {self.path.name} does not give "
+                             "token offsets (WordPiece models such as all-MiniLM-L6-v2 do)")
+        ids, starts, ends = got
+        return ids, np.stack([starts, ends], axis=1) if len(ids) else np.zeros((0, 2), np.int64)
+
+    @property
+    def special_ids(self) -> tuple[int | None, int | None]:
+        """The ids the model puts before and after every text (None where it adds none)."""
+        lead, trail = int(self._m.leading_special), int(self._m.trailing_special)
+        return (lead if lead >= 0 else None, trail if trail >= 0 else None)
+
     def encode(self, texts: Sequence[str] | str, prompt_name: str | None = None,
                prompt: str | None = None) -> Encoded:
         """Tokenize prompt + text for every text, once: what the forward pass sees."""

@@ -1,6 +1,6 @@
 """pydantic models at the service's edges: job arguments and settings."""
-from .job import EmbedRequest, InvalidJob, JobLimits, ServedModel, validate_job
+from .job import OVERFLOW_MODES, EmbedRequest, InvalidJob, JobLimits, ServedModel, chunk_overlap, validate_job
 from .settings import Settings, describe, get_settings
 
-__all__ = ["EmbedRequest", "InvalidJob", "JobLimits", "ServedModel", "validate_job",
+__all__ = ["OVERFLOW_MODES", "chunk_overlap", "EmbedRequest", "InvalidJob", "JobLimits", "ServedModel", "validate_job",
            "Settings", "describe", "get_settings"]

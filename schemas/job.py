@@ -7,7 +7,7 @@ lines that name the offending item and the limit, because they end up in `jobs.e
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -36,9 +36,22 @@ class ServedModel(BaseModel):
     dims_allowed: tuple[int, ...] = ()
     prompts: dict[str, str] = Field(default_factory=dict)
     content_hash: str = ""  # SHA-256 of the model file's bytes
+    max_tokens: int | None = None  # tokens per forward pass, specials included
 
     def accepts(self, model: str) -> bool:
         return model == self.name or model in self.aliases
+
+
+OVERFLOW_MODES = ("truncate", "reject", "chunk")
+# Tokens that consecutive chunks share when a job does not say: enough that a sentence cut at a
+# window edge is whole in one of the two, small beside any real model's window (capped at a quarter
+# of it for small ones, see `chunk_overlap`).
+DEFAULT_OVERLAP = 32
+
+
+def chunk_overlap(requested: int | None, window: int) -> int:
+    """The overlap a chunk job uses for windows of `window` text tokens."""
+    return min(DEFAULT_OVERLAP, window // 4) if requested is None else requested
 
 
 class EmbedRequest(BaseModel):
@@ -51,6 +64,10 @@ class EmbedRequest(BaseModel):
     prompt_name: str | None = None
     dims: int | None = None
     normalize: bool = True
+    # What happens to a text longer than the model's window: cut at it ("truncate"), fail the job
+    # ("reject"), or embed it in overlapping windows of `overflow_overlap` shared tokens ("chunk").
+    overflow: Literal["truncate", "reject", "chunk"] = "truncate"
+    overflow_overlap: int | None = None
 
     @field_validator("texts", mode="before")
     @classmethod
@@ -121,6 +138,35 @@ class EmbedRequest(BaseModel):
             if v not in allowed:
                 raise ValueError(f"dims={v} is not supported by {served.name}; allowed: "
                                  + ", ".join(map(str, allowed)))
+        return v
+
+    @field_validator("overflow", mode="before")
+    @classmethod
+    def _overflow(cls, v: Any) -> str:
+        if v is None:
+            return "truncate"
+        if v not in OVERFLOW_MODES:
+            raise ValueError(f"overflow must be one of {', '.join(map(repr, OVERFLOW_MODES))}, got {v!r}")
+        return v
+
+    @field_validator("overflow_overlap", mode="before")
+    @classmethod
+    def _overlap(cls, v: Any, info: ValidationInfo) -> int | None:
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"overflow_overlap must be an integer, got {type(v).__name__}")
+        if info.data.get("overflow") != "chunk":
+            raise ValueError("overflow_overlap applies only to overflow='chunk'")
+        if v < 0:
+            raise ValueError(f"overflow_overlap must be >= 0, got {v}")
+        served: ServedModel | None = (info.context or {}).get("served")
+        # Below half the window, every window moves on by more than it shares, so a text's chunks
+        # are fewer than twice its tokens / window; the prompt and special tokens are checked where
+        # the window is known exactly (the worker).
+        if served is not None and served.max_tokens and v >= served.max_tokens // 2:
+            raise ValueError(f"overflow_overlap={v} is too large for {served.name}: it must be below half "
+                             f"its window of {served.max_tokens} tokens")
         return v
 
     @field_validator("normalize", mode="before")

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
                                    "(one thread each); more wait for a free thread.")
     api_keys: str = Field("", description="Comma-separated API keys of the HTTP gateway (Authorization: "
                           "Bearer KEY); empty: no keys.")
+    # -- worker metrics (worker/metrics.py) --
+    metrics_port: int = Field(0, ge=0, le=65535, description="`embedq worker` serves Prometheus metrics of all "
+                              "its processes on this port (GET /metrics); 0: off.")
+    metrics_host: str = Field("127.0.0.1", description="Address the worker metrics server binds to (0.0.0.0 "
+                              "for a Prometheus on another machine).")
 
     @field_validator("home")
     @classmethod

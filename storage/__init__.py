@@ -3,7 +3,7 @@
 Tables only: storage knows no model and calls back into no caller. Open a database once and pass it:
 
     db = storage.connect()                  # EMBEDQ_DATABASE_URL (or connect(url)); migrated once
-    storage.get_vectors(db, job_id)         # also get_job, get_metrics, get_texts
+    storage.get_vectors(db, job_id)         # also get_job, get_metrics, get_texts, get_chunks
     storage.nearest(db, vector, model, k=5) # a text query is embedded by the service: worker.search
 """
 from .content_hash import content_hash
@@ -19,6 +19,7 @@ from .queries import (
                       all_metrics,
                       failed_jobs,
                       get_job,
+                      get_chunks,
                       get_metrics,
                       get_output,
                       get_texts,
@@ -32,6 +33,7 @@ from .writes import (
                      Claim,
                      ClaimRequest,
                      ModelFileInfo,
+                     ChunkRow,
                      SaveRequest,
                      cached_vectors,
                      claim,
@@ -42,10 +44,10 @@ from .writes import (
 
 __all__ = [
     "Database", "connect", "dispose_all", "StorageError", "upgrade", "current_revision", "head_revision",
-    "get_vectors", "get_metrics", "get_output", "get_job", "get_texts", "nearest", "all_metrics", "status_counts",
+    "get_vectors", "get_chunks", "get_metrics", "get_output", "get_job", "get_texts", "nearest", "all_metrics", "status_counts",
     "failed_jobs",
     "JobNotFound", "JobNotDone", "LATENCY_FIELDS",
-    "Claim", "ClaimRequest", "SaveRequest", "claim", "save", "mark_failed", "cached_vectors", "GroupWriter",
+    "Claim", "ClaimRequest", "SaveRequest", "ChunkRow", "claim", "save", "mark_failed", "cached_vectors", "GroupWriter",
     "Cached", "ModelFileInfo", "register_model_file",
     "content_hash", "with_retry", "is_transient",
     "list_jobs", "delete_jobs", "count_jobs", "parse_duration",

@@ -82,6 +82,36 @@ class Embedding(Base):
     job: Mapped[Job] = relationship(back_populates="embeddings")
 
 
+class Chunk(Base):
+    """One window of a text embedded with overflow="chunk" (every text of such a job has at least
+    one; a text that fits is one chunk). The text's own row in `embeddings` holds the vector pooled
+    from its chunks. Offsets are into the text as given (without the prompt): tokens [token_start,
+    token_end) of the tokenizer's ids for it (special tokens not counted), characters [char_start,
+    char_end) of the str."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (
+        UniqueConstraint("job_id", "idx", "chunk", name="uq_chunks_job_idx_chunk"),
+        Index("ix_chunks_model_hash_dim", "model_hash", "dim"),
+        Index("ix_chunks_model_dim", "model", "dim"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    idx: Mapped[int] = mapped_column(Integer)      # the text's index in its job
+    chunk: Mapped[int] = mapped_column(Integer)    # the chunk's number within the text, from 0
+    token_start: Mapped[int] = mapped_column(Integer)
+    token_end: Mapped[int] = mapped_column(Integer)
+    char_start: Mapped[int] = mapped_column(Integer)
+    char_end: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int] = mapped_column(Integer)   # in its forward pass: prompt and specials included
+    model: Mapped[str] = mapped_column(String(255))
+    model_hash: Mapped[str | None] = mapped_column(String(64))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[np.ndarray] = mapped_column(VectorType())
+
+
 class ModelFile(Base):
     """A model file that computed stored vectors, identified by the SHA-256 of its bytes: a
     re-converted or re-quantized file is another model, even under the same name."""
@@ -114,6 +144,7 @@ class JobMetrics(Base):
     tokens: Mapped[int] = mapped_column(Integer)       # tokens of this job's computed texts
     truncated: Mapped[int] = mapped_column(Integer)    # of this job's texts, how many were cut at max_tokens
     cache_hits: Mapped[int] = mapped_column(Integer)   # texts served from the content-hash cache
+    chunks: Mapped[int | None] = mapped_column(Integer)  # overflow="chunk": windows embedded; else null
     worker: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -123,5 +154,5 @@ class JobMetrics(Base):
         return {
             **{f: getattr(self, f) for f in LATENCY_FIELDS},
             "batch_size": self.batch_size, "batch_jobs": self.batch_jobs, "tokens": self.tokens,
-            "truncated": self.truncated, "cache_hits": self.cache_hits, "worker": self.worker,
+            "truncated": self.truncated, "cache_hits": self.cache_hits, "chunks": self.chunks, "worker": self.worker,
         }

@@ -5,7 +5,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from .database import Database
-from .models import JOB_DONE, LATENCY_FIELDS, Embedding, Job, JobMetrics
+from .models import JOB_DONE, LATENCY_FIELDS, Chunk, Embedding, Job, JobMetrics
 
 
 class JobNotFound(LookupError):
@@ -48,6 +48,20 @@ def get_vectors(db: Database, job_id: str) -> np.ndarray:
         if len(rows) != job.count:
             raise JobNotDone(f"job {job_id} is done but has {len(rows)} of {job.count} vectors")
         return np.stack(rows).astype(np.float32, copy=False) if rows else np.zeros((0, job.dim or 0), np.float32)
+
+
+def get_chunks(db: Database, job_id: str) -> list[dict]:
+    """The chunks of a job run with overflow="chunk", in text then chunk order: dicts of idx, chunk,
+    token_start, token_end, char_start, char_end, tokens, text (the slice of the text they cover) and
+    vector (float32). Empty for a job run without chunking."""
+    c, e = Chunk.__table__.c, Embedding.__table__.c
+    with db.session() as s:
+        _require_done(s, job_id)
+        texts = dict(s.execute(select(e.idx, e.text).where(e.job_id == job_id)).all())
+        rows = s.execute(select(c.idx, c.chunk, c.token_start, c.token_end, c.char_start, c.char_end, c.tokens,
+                                c.vector).where(c.job_id == job_id).order_by(c.idx, c.chunk)).all()
+    return [{**r._asdict(), "text": texts[r.idx][r.char_start:r.char_end],
+             "vector": np.asarray(r.vector, dtype=np.float32)} for r in rows]
 
 
 def get_texts(db: Database, job_id: str) -> list[str]:
@@ -110,5 +124,5 @@ def get_output(db: Database, job_id: str) -> dict:
     vectors = (np.stack([r.vector for r in rows]).astype(np.float32, copy=False) if rows
                else np.zeros((0, job.dim or 0), np.float32))
     metrics = {k: m[k] for k in (*LATENCY_FIELDS, "batch_size", "batch_jobs", "tokens", "truncated", "cache_hits",
-                                 "worker")}
+                                 "chunks", "worker")}
     return {"vectors": vectors, "tokens": [r.tokens for r in rows], "metrics": metrics}

@@ -18,13 +18,14 @@ from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .database import Database
-from .models import JOB_DONE, JOB_FAILED, JOB_RUNNING, Embedding, Job, JobMetrics, ModelFile, utcnow
+from .models import JOB_DONE, JOB_FAILED, JOB_RUNNING, Chunk, Embedding, Job, JobMetrics, ModelFile, utcnow
 from .pg_index import ensure_hnsw_index
 
 JOBS = Job.__table__
 EMBEDDINGS = Embedding.__table__
 METRICS = JobMetrics.__table__
 MODEL_FILES = ModelFile.__table__
+CHUNKS = Chunk.__table__
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,20 @@ class ClaimRequest:
     model_hash: str | None = None
 
 
+@dataclass(frozen=True)
+class ChunkRow:
+    """One window of text `idx` of a job (models.Chunk says what each offset counts)."""
+
+    idx: int
+    chunk: int
+    token_start: int
+    token_end: int
+    char_start: int
+    char_end: int
+    tokens: int
+    vector: np.ndarray
+
+
 @dataclass
 class SaveRequest:
     """A finished job's vectors and metrics, stored and marked done in one transaction.
@@ -93,6 +108,7 @@ class SaveRequest:
     model_hash: str | None = None    # the model file (model_files.content_hash)
     tokens: list[int] | None = None  # per text: tokens it took in the forward pass
     truncated: list[bool] | None = None  # per text: cut at the model's maximum length
+    chunks: list[ChunkRow] | None = None  # overflow="chunk": every text's windows
     submitted: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -103,6 +119,10 @@ class SaveRequest:
         for name in ("tokens", "truncated"):
             if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise ValueError(f"job {self.job_id}: {n} texts, {len(getattr(self, name))} {name}")
+        for c in self.chunks or ():
+            if not 0 <= c.idx < n or np.shape(c.vector) != (self.dim,):
+                raise ValueError(f"job {self.job_id}: chunk {c.chunk} of text {c.idx} does not fit {n} texts "
+                                 f"of dim {self.dim}")
 
     @property
     def dim(self) -> int:
@@ -175,6 +195,13 @@ def save_many(conn: Connection, saves: list[SaveRequest]) -> list[bool]:
             dict(job_id=r.job_id, idx=i, text=t, content_hash=h, model=r.model, dim=r.dim, vector=v,
                  model_hash=r.model_hash, tokens=_at(r.tokens, i, int), truncated=_at(r.truncated, i, bool))
             for r in todo for i, (t, h, v) in enumerate(zip(r.texts, r.hashes, r.vectors))])
+        chunk_rows = [dict(job_id=r.job_id, model=r.model, model_hash=r.model_hash, dim=r.dim,
+                           **{k: getattr(c, k) for k in ("idx", "chunk", "token_start", "token_end", "char_start",
+                                                         "char_end", "tokens")},
+                           vector=np.asarray(c.vector, dtype=np.float32))
+                      for r in todo for c in (r.chunks or ())]
+        if chunk_rows:
+            conn.execute(insert(CHUNKS), chunk_rows)
         # Timed last, just before the commit, so persist_ms covers the writing. The request keeps
         # them, so its caller can report what was stored.
         t = time.monotonic()

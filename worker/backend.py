@@ -37,6 +37,12 @@ class EmbeddingBackend(Protocol):
     def embed_encoded(self, encoded: Encoded, dims: int | None, normalize: bool) -> tuple[np.ndarray, dict]:
         """(float32 array (n, dims or dim), {forward_ms, tokens})."""
 
+    def encode_chunks(self, texts: Sequence[str], prompt_name: str | None, overlap: int | None):
+        """overflow="chunk": every text's windows as one Encoded and their offsets (worker/chunking.py)."""
+
+    def full_tokens(self, text: str, prompt_name: str | None) -> int:
+        """Tokens of prompt + text with the special tokens, not truncated (for overflow="reject")."""
+
 
 POOLING = {0: "none", 1: "mean", 2: "cls", 3: "last"}  # GGUF's <arch>.pooling_type values
 
@@ -92,10 +98,18 @@ class NativeBackend:
         aliases = {self.name, self.name.split(":")[0], self.path.stem, self.path.name, str(self.path)}
         return ServedModel(name=self.name, aliases=frozenset(aliases), dim=self.model.dim,
                            dims_allowed=self.model.dims_allowed, prompts=self.model.prompts,
-                           content_hash=self.content_hash)
+                           content_hash=self.content_hash, max_tokens=self.model.max_tokens)
 
     def encode(self, texts, prompt_name=None):
         return self.model.encode(list(texts), prompt_name=prompt_name)
 
     def embed_encoded(self, encoded, dims=None, normalize=True):
         return self.model.embed_encoded(encoded, dims=dims, normalize=normalize)
+
+    def encode_chunks(self, texts, prompt_name=None, overlap=None):
+        from .chunking import encode_chunks
+
+        return encode_chunks(self.model, list(texts), self.model.prompt_text(prompt_name), overlap)
+
+    def full_tokens(self, text, prompt_name=None):
+        return len(self.model.tokenize(self.model.prompt_text(prompt_name) + text))

@@ -39,6 +39,7 @@ import numpy as np
 
 from native import Encoded
 
+from . import metrics
 from .backend import EmbeddingBackend
 
 log = logging.getLogger("embedq.batch")
@@ -132,10 +133,11 @@ def split(token_counts: Sequence[int], budget: int) -> list[tuple[int, int, int]
 
 
 class Coalescer:
-    def __init__(self, backend: EmbeddingBackend, batch_tokens: int, batch_wait_ms: float):
+    def __init__(self, backend: EmbeddingBackend, batch_tokens: int, batch_wait_ms: float, label: str = ""):
         if batch_tokens < 1:
             raise ValueError("batch_tokens must be >= 1")
         self.backend = backend
+        self.label = label  # the served model's name, for the worker metrics
         self.batch_tokens = int(batch_tokens)
         self.batch_wait = max(0.0, float(batch_wait_ms)) / 1000.0
         self._pending: deque[_Chunk] = deque()
@@ -247,6 +249,7 @@ class Coalescer:
         self.history.append(BatchRecord(batch_id, len(todo), todo.tokens, jobs, batch[0].ticket.key,
                                         float(stats["forward_ms"])))
         log.info("batch %s done: forward %.1f ms", batch_id, stats["forward_ms"])
+        metrics.batch_done(self.label, len(todo), todo.tokens, jobs, float(stats["forward_ms"]))
         for c, r in zip(batch, rows):
             c.done = True
             c.ticket._chunk_done(c.start, vectors[r], batch_id, stats, len(todo), jobs)

@@ -65,7 +65,7 @@ def start_runtime(settings: Settings | None = None, backend: EmbeddingBackend | 
                            patience_s=s.db_outage_s, what="recording the model file")
         _runtime = Runtime(
             settings=s, db=db, backend=backend, served=served, fingerprint=backend.fingerprint,
-            coalescer=Coalescer(backend, s.batch_tokens, s.batch_wait_ms),
+            coalescer=Coalescer(backend, s.batch_tokens, s.batch_wait_ms, label=served.name),
             writer=storage.GroupWriter(db),
             limits=s.job_limits(),
             name=name or f"{socket.gethostname()}",

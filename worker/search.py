@@ -35,10 +35,12 @@ def embed_query(model: str, text: str, prompt_name: str | None = None, dims: int
 
 
 def nearest_text(db: storage.Database, text: str, k: int = 5, model: str | None = None,
-                 prompt_name: str | None = None, dims: int | None = None) -> list[tuple[str, int, str, float]]:
+                 prompt_name: str | None = None, dims: int | None = None, chunks: bool = False) -> list[tuple]:
     """The k stored texts most similar to `text` as (job_id, index, text, score); `model` is a GGUF
     path or model name (default EMBEDQ_MODEL). Only vectors that the very same model file computed,
-    at the same size, are searched: a query embedded by one file is never compared with another's."""
+    at the same size, are searched: a query embedded by one file is never compared with another's.
+    chunks=True: the chunks of overflow="chunk" jobs instead, with their offsets (storage.nearest)."""
     model = model or get_settings().model
     _, content_hash, _ = query_model(model)
-    return storage.nearest(db, embed_query(model, text, prompt_name, dims), k=k, model_hash=content_hash)
+    return storage.nearest(db, embed_query(model, text, prompt_name, dims), k=k, model_hash=content_hash,
+                           chunks=chunks)

@@ -125,6 +125,10 @@ def run_one(hostname: str) -> int:
         # or database may come back, so that exit is an ordinary failure, restarted with backoff.
         print(f"error: cannot start the worker: {type(e).__name__}: {e}", file=sys.stderr)
         return 1 if unreachable(e) else 2
+    from . import metrics
+
+    stop_watch = threading.Event()
+    metrics.watch_queues(app, rt.queues, stop_watch)
     argv = ["worker", "--pool", "threads", "--concurrency", str(s.slots), "--queues", ",".join(rt.queues),
             "--hostname", hostname, "--loglevel", s.log_level.upper(), "--prefetch-multiplier", "1",
             "--without-mingle", "--without-gossip"]
@@ -133,6 +137,7 @@ def run_one(hostname: str) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     finally:
+        stop_watch.set()
         stop_runtime()
     return 0
 
@@ -146,6 +151,17 @@ def supervise(args: argparse.Namespace) -> int:
     threads = s.threads or max(1, (os.cpu_count() or 1) // total)
     # Children stop if the supervisor dies, instead of running on unsupervised.
     env = {**os.environ, "EMBEDQ_THREADS": str(threads), "EMBEDQ_EXIT_WITH_PARENT": str(os.getpid())}
+    exporter = None
+    if s.metrics_port:
+        from .metrics import Exporter
+
+        try:
+            exporter = Exporter(s.metrics_host, s.metrics_port)
+        except OSError as e:
+            print(f"error: cannot serve worker metrics on {s.metrics_host}:{s.metrics_port}: {e}", file=sys.stderr)
+            return 2
+        env.update(exporter.child_env())
+        print(f"worker metrics on {exporter.url}", file=sys.stderr, flush=True)
     host = socket.gethostname()
     hostname = args.hostname or f"embedq@{host}"
     base, _, at = hostname.partition("@")
@@ -180,6 +196,8 @@ def supervise(args: argparse.Namespace) -> int:
             rc = p.poll()
             if rc is None or stopping:
                 continue
+            if exporter is not None:
+                exporter.process_dead(p.pid)
             if rc == 2:  # configuration error: restarting would fail the same way
                 config_error = True
                 stop(signal.SIGTERM, None)
@@ -195,6 +213,8 @@ def supervise(args: argparse.Namespace) -> int:
                 children[i], started[i] = start(i), time.monotonic()
         time.sleep(0.2)
     codes = [p.wait() for p in children.values()]
+    if exporter is not None:
+        exporter.close()
     if config_error:
         return 2
     # A child stopped by the signal we forwarded ended as asked.

@@ -1,6 +1,7 @@
 """The client-facing task: `from worker.tasks import embed; embed.delay(texts)`.
 
-embed(texts, model=None, prompt_name=None, dims=None, normalize=True) -> summary dict
+embed(texts, model=None, prompt_name=None, dims=None, normalize=True, overflow="truncate",
+      overflow_overlap=None) -> summary dict
     {job_id, status, count, dim, model, batch_ids, latency_ms, cache_hits}
 The job id is the Celery task id; vectors and metrics are read with storage.get_vectors/get_metrics.
 A job rejected by validation raises schemas.InvalidJob, one that cannot be computed JobFailed; both
@@ -20,6 +21,7 @@ from celery.utils import uuid
 from schemas import InvalidJob
 from storage import is_transient
 
+from . import metrics as _metrics
 from .app import app
 from .delivery_client import BrokerUnavailable, client_ledger, is_connection_error, route
 from .job_runner import ENQUEUED_HEADER, JobFailed, record_failure, run_job
@@ -75,7 +77,8 @@ class EmbedTask(Task):
 
 @app.task(bind=True, base=EmbedTask, name="embedq.embed", acks_late=True, reject_on_worker_lost=True,
           throws=(InvalidJob, JobFailed))
-def embed(self, texts=None, model=None, prompt_name=None, dims=None, normalize=True, *extra, **unknown):
+def embed(self, texts=None, model=None, prompt_name=None, dims=None, normalize=True, overflow="truncate",
+          overflow_overlap=None, *extra, **unknown):
     rt = get_runtime()
     failed = unknown.pop(FAILURE_KWARG, None)
     settled = False
@@ -86,11 +89,12 @@ def embed(self, texts=None, model=None, prompt_name=None, dims=None, normalize=T
             # Caught here rather than by Python's call: a TypeError there would leave no row.
             what = [f"{len(extra)} extra positional argument(s)"] if extra else []
             what += [f"unknown argument {k!r}" for k in sorted(unknown)]
-            error = InvalidJob("; ".join(what) + "; embed takes texts, model, prompt_name, dims, normalize")
+            error = InvalidJob("; ".join(what) + "; embed takes texts, model, prompt_name, dims, normalize, "
+                                                 "overflow, overflow_overlap")
         else:
             try:
                 summary = run_job(rt, self.request, texts, model=model, prompt_name=prompt_name, dims=dims,
-                                  normalize=normalize)
+                                  normalize=normalize, overflow=overflow, overflow_overlap=overflow_overlap)
                 settled = True
                 return summary
             except Exception as exc:
@@ -107,6 +111,7 @@ def embed(self, texts=None, model=None, prompt_name=None, dims=None, normalize=T
             # answers again, so a failed job is never without its row.
             kwargs = {**self.request.kwargs, FAILURE_KWARG: str(error)}
             raise self.retry(kwargs=kwargs, countdown=5, max_retries=None)
+        _metrics.job_settled(rt.served.name, "invalid" if isinstance(error, InvalidJob) else "failed")
         settled = True
         raise error
     finally:

@@ -169,6 +169,38 @@ PYBIND11_MODULE(_native, m) {
            py::arg("path"), py::arg("threads") = 0, py::arg("activations") = "f32", py::arg("max_tokens") = 0,
            py::arg("batch_tokens") = 8192, py::arg("kernels") = "")
       .def("tokenize", &Model::tokenize, py::arg("text"), "Ids with the model's special tokens, not truncated.")
+      .def("tokenize_offsets", [](const Model& self, const std::string& text) -> py::object {
+        std::vector<int32_t> ids;
+        std::vector<TokenSpan> spans;
+        bool ok = false;
+        {
+          py::gil_scoped_release release;
+          ok = self.tokenize_spans(text, ids, spans);
+        }
+        if (!ok) return py::none();
+        // Byte offsets become character offsets (Python indexes str by code point): the
+        // character index of every byte position, counting lead bytes only.
+        std::vector<int64_t> char_at(text.size() + 1, 0);
+        int64_t c = 0;
+        for (size_t i = 0; i < text.size(); ++i) {
+          char_at[i] = c;
+          if ((static_cast<unsigned char>(text[i]) & 0xC0) != 0x80) ++c;
+        }
+        char_at[text.size()] = c;
+        // Spans begin and end on character boundaries, where this count is exact.
+        std::vector<int64_t> starts(spans.size()), ends(spans.size());
+        for (size_t i = 0; i < spans.size(); ++i) {
+          starts[i] = char_at[spans[i].begin];
+          ends[i] = char_at[spans[i].end];
+        }
+        return py::make_tuple(to_numpy(std::move(ids), py::dtype::of<int32_t>()),
+                              to_numpy(std::move(starts), py::dtype::of<int64_t>()),
+                              to_numpy(std::move(ends), py::dtype::of<int64_t>()));
+      }, py::arg("text"),
+         "(ids int32, char starts int64, char ends int64) without special tokens, or None where the "
+         "tokenizer does not track offsets.")
+      .def_property_readonly("leading_special", &Model::leading_special)
+      .def_property_readonly("trailing_special", &Model::trailing_special)
       .def("encode_batch", [](const Model& self, const py::object& texts, const std::string& prefix) {
         if (PyUnicode_Check(texts.ptr())) throw py::type_error("texts must be a list of str, not a str");
         // The tuple keeps every str alive, and with it the UTF-8 buffer each

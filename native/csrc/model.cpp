@@ -230,6 +230,11 @@ std::vector<int32_t> Model::tokenize(std::string_view text) const {
   return ids;
 }
 
+bool Model::tokenize_spans(std::string_view text, std::vector<int32_t>& ids, std::vector<TokenSpan>& spans) const {
+  texts_tokenized_.fetch_add(1, std::memory_order_relaxed);
+  return tok_->encode_spans(text, ids, spans);
+}
+
 std::vector<int32_t> Model::encode(std::string_view text, bool* truncated) const {
   std::vector<int32_t> ids = tokenize(text);
   *truncated = (int64_t)ids.size() > max_tokens_;

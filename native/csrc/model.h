@@ -72,6 +72,12 @@ class Model {
   // Ids with the special tokens the model adds, not truncated. The one entry
   // point to the tokenizer: each call counts one text in texts_tokenized().
   std::vector<int32_t> tokenize(std::string_view text) const;
+  // The tokenizer's ids WITHOUT the model's special tokens, with each id's source bytes in
+  // `text`; false where the tokenizer does not track them. Counts one text.
+  bool tokenize_spans(std::string_view text, std::vector<int32_t>& ids, std::vector<TokenSpan>& spans) const;
+  // The ids tokenize() puts around a text; -1 where the model adds none.
+  int32_t leading_special() const { return add_bos_ ? bos_ : -1; }
+  int32_t trailing_special() const { return add_eos_ ? eos_ : -1; }
   // What the forward pass sees: specials added, truncated to max_tokens.
   std::vector<int32_t> encode(std::string_view text, bool* truncated) const;
   // encode(prefix + text) for every text.

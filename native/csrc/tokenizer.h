@@ -10,11 +10,24 @@
 
 namespace embedq {
 
+// Where a token came from: bytes [begin, end) of the text given to encode.
+struct TokenSpan {
+  uint32_t begin = 0, end = 0;
+};
+
 class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
   // Appends the ids of `text` (UTF-8; invalid bytes are treated as U+FFFD).
   virtual void encode(std::string_view text, std::vector<int32_t>& out) const = 0;
+  // encode() that also appends, per id, the bytes of `text` it stands for, as HF `tokenizers`
+  // reports offsets (a piece of a normalized character covers that whole character). Long texts
+  // are cut into windows by these (overflow="chunk"). False, appending nothing, where the
+  // tokenizer does not track them.
+  virtual bool encode_spans(std::string_view /*text*/, std::vector<int32_t>& /*out*/,
+                            std::vector<TokenSpan>& /*spans*/) const {
+    return false;
+  }
   virtual size_t vocab_size() const = 0;
 };
 

@@ -119,7 +119,11 @@ class PieceMap {
 class WordPiece final : public Tokenizer {
  public:
   WordPiece(const std::vector<std::string>& tokens, int32_t unk_id, const WordPieceOptions& opts);
-  void encode(std::string_view text, std::vector<int32_t>& out) const override;
+  void encode(std::string_view text, std::vector<int32_t>& out) const override { encode_impl(text, out, nullptr); }
+  bool encode_spans(std::string_view text, std::vector<int32_t>& out, std::vector<TokenSpan>& spans) const override {
+    encode_impl(text, out, &spans);
+    return true;
+  }
   size_t vocab_size() const override { return vocab_size_; }
 
  private:
@@ -136,8 +140,13 @@ class WordPiece final : public Tokenizer {
     int32_t id;
   };
 
-  void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
-  void encode_word(std::string_view word, size_t nchars, std::vector<int32_t>& out) const;
+  // spans: null unless the caller wants offsets; then `base` is where `text` starts in the whole
+  // text and `src` holds, per byte of `word`, the source bytes it was normalized from.
+  void encode_impl(std::string_view text, std::vector<int32_t>& out, std::vector<TokenSpan>* spans) const;
+  void encode_segment(std::string_view text, size_t base, std::vector<int32_t>& out,
+                      std::vector<TokenSpan>* spans) const;
+  void encode_word(std::string_view word, size_t nchars, std::vector<int32_t>& out, const TokenSpan* src,
+                   std::vector<TokenSpan>* spans) const;
 
   WordPieceOptions opts_;
   int32_t unk_id_;
@@ -152,15 +161,18 @@ class WordPiece final : public Tokenizer {
 // of text (specials already split off, as HF does before normalizing).
 class SegmentEncoder {
  public:
-  SegmentEncoder(const WordPiece& wp, std::vector<int32_t>& out) : wp_(wp), opts_(wp.opts_), out_(out) {}
+  SegmentEncoder(const WordPiece& wp, std::vector<int32_t>& out, std::vector<TokenSpan>* spans, size_t base)
+      : wp_(wp), opts_(wp.opts_), out_(out), spans_(spans), base_(base) {}
 
   void run(std::string_view s) {
     word_.reserve(64);
     const size_t n = s.size();
     for (size_t i = 0; i < n;) {
+      const size_t at = i;
       const auto b = static_cast<unsigned char>(s[i]);
       if (b >= 0x80) {
-        raw_char(uc::utf8_decode(s, i));
+        const char32_t cp = uc::utf8_decode(s, i);
+        raw_char(cp, span(at, i));
         continue;
       }
       ++i;
@@ -171,6 +183,7 @@ class SegmentEncoder {
       switch (a.kind) {
         case WordPiece::Ascii::kWord:
           word_.push_back(a.byte);
+          if (spans_) word_src_.push_back(span(at, i));
           ++word_chars_;
           break;
         case WordPiece::Ascii::kSpace:
@@ -179,6 +192,7 @@ class SegmentEncoder {
         case WordPiece::Ascii::kPunct:
           end_word();
           out_.push_back(a.id);
+          if (spans_) spans_->push_back(span(at, i));
           break;
         case WordPiece::Ascii::kSkip:
           break;
@@ -189,92 +203,104 @@ class SegmentEncoder {
   }
 
  private:
+  // Every code point carries `src`, the bytes of the raw character it came from, through
+  // normalization (a decomposed or lowercased character's parts all keep their source's bytes).
   struct Mark {
     char32_t cp;
     uc::CharInfo info;
+    TokenSpan src;
   };
 
+  TokenSpan span(size_t a, size_t b) const { return {static_cast<uint32_t>(base_ + a), static_cast<uint32_t>(base_ + b)}; }
+
   // BertNormalizer, step 1-2: clean_text, then CJK padding.
-  void raw_char(char32_t cp) {
+  void raw_char(char32_t cp, TokenSpan src) {
     const uc::CharInfo info = uc::char_info(cp);
     if (opts_.clean_text) {
       if (info.flags & uc::kControl) return;
-      if (info.flags & uc::kWhitespace) return decompose(' ', uc::char_info(' '));
+      if (info.flags & uc::kWhitespace) return decompose(' ', uc::char_info(' '), src);
     }
     if (opts_.handle_chinese_chars && (info.flags & uc::kCjk)) {
       const uc::CharInfo space = uc::char_info(' ');
-      decompose(' ', space);
-      decompose(cp, info);
-      decompose(' ', space);
+      decompose(' ', space, src);
+      decompose(cp, info, src);
+      decompose(' ', space, src);
       return;
     }
-    decompose(cp, info);
+    decompose(cp, info, src);
   }
 
   // Step 3: HF runs NFD only as part of strip_accents; without it text stays as is.
-  void decompose(char32_t cp, uc::CharInfo info) {
-    if (!opts_.strip_accents) return finish(cp, info);
-    if (!(info.flags & uc::kDecomposes)) return reorder(cp, info);
+  void decompose(char32_t cp, uc::CharInfo info, TokenSpan src) {
+    if (!opts_.strip_accents) return finish(cp, info, src);
+    if (!(info.flags & uc::kDecomposes)) return reorder(cp, info, src);
     char32_t buf[uc::kMaxDecomposition];
     const size_t n = uc::canonical_decompose(cp, buf);
-    for (size_t k = 0; k < n; ++k) reorder(buf[k], uc::char_info(buf[k]));
+    for (size_t k = 0; k < n; ++k) reorder(buf[k], uc::char_info(buf[k]), src);
   }
 
   // Canonical ordering: non-starters wait until the next starter so that each
   // run can be sorted by combining class before anything downstream sees it.
-  void reorder(char32_t cp, uc::CharInfo info) {
+  void reorder(char32_t cp, uc::CharInfo info, TokenSpan src) {
     if (info.ccc != 0) {
-      marks_.push_back({cp, info});
+      marks_.push_back({cp, info, src});
       return;
     }
     if (!marks_.empty()) flush_marks();
-    finish(cp, info);
+    finish(cp, info, src);
   }
 
   void flush_marks() {
     if (marks_.size() > 1) {
       std::stable_sort(marks_.begin(), marks_.end(), [](const Mark& a, const Mark& b) { return a.info.ccc < b.info.ccc; });
     }
-    for (const Mark& m : marks_) finish(m.cp, m.info);
+    for (const Mark& m : marks_) finish(m.cp, m.info, m.src);
     marks_.clear();
   }
 
   // Steps 3b-4: drop non-spacing marks, lowercase.
-  void finish(char32_t cp, uc::CharInfo info) {
+  void finish(char32_t cp, uc::CharInfo info, TokenSpan src) {
     if (opts_.strip_accents && (info.flags & uc::kMark)) return;
     if (opts_.lowercase && (info.flags & uc::kHasLower)) {
       char32_t buf[uc::kMaxLowercase];
       const size_t n = uc::to_lower(cp, buf);
-      for (size_t k = 0; k < n; ++k) split(buf[k], uc::char_info(buf[k]));
+      for (size_t k = 0; k < n; ++k) split(buf[k], uc::char_info(buf[k]), src);
       return;
     }
-    split(cp, info);
+    split(cp, info, src);
   }
 
   // BertPreTokenizer: white space ends a word, punctuation is a word of its own.
-  void split(char32_t cp, uc::CharInfo info) {
+  void split(char32_t cp, uc::CharInfo info, TokenSpan src) {
     if (info.flags & uc::kWhitespace) return end_word();
     if (info.flags & uc::kPunct) {
       end_word();
       char buf[4];
-      wp_.encode_word(std::string_view(buf, uc::utf8_encode(cp, buf)), 1, out_);
+      const size_t n = uc::utf8_encode(cp, buf);
+      const TokenSpan srcs[4] = {src, src, src, src};
+      wp_.encode_word(std::string_view(buf, n), 1, out_, srcs, spans_);
       return;
     }
     uc::utf8_append(word_, cp);
+    if (spans_) word_src_.resize(word_.size(), src);
     ++word_chars_;
   }
 
   void end_word() {
     if (word_chars_ == 0) return;
-    wp_.encode_word(word_, word_chars_, out_);
+    wp_.encode_word(word_, word_chars_, out_, spans_ ? word_src_.data() : nullptr, spans_);
     word_.clear();
+    word_src_.clear();
     word_chars_ = 0;
   }
 
   const WordPiece& wp_;
   const WordPieceOptions& opts_;
   std::vector<int32_t>& out_;
+  std::vector<TokenSpan>* spans_;  // null: ids only
+  size_t base_;
   std::string word_;
+  std::vector<TokenSpan> word_src_;  // per byte of word_, when spans_ is set
   size_t word_chars_ = 0;
   std::vector<Mark> marks_;
 };
@@ -325,7 +351,7 @@ WordPiece::WordPiece(const std::vector<std::string>& tokens, int32_t unk_id, con
   }
 }
 
-void WordPiece::encode(std::string_view text, std::vector<int32_t>& out) const {
+void WordPiece::encode_impl(std::string_view text, std::vector<int32_t>& out, std::vector<TokenSpan>* spans) const {
   // HF matches its added special tokens in the raw text before normalizing,
   // so "[CLS]" typed by a user becomes the [CLS] id, as it does in HF.
   size_t segment = 0;
@@ -342,26 +368,42 @@ void WordPiece::encode(std::string_view text, std::vector<int32_t>& out) const {
         ++pos;
         continue;
       }
-      encode_segment(text.substr(segment, pos - segment), out);
+      encode_segment(text.substr(segment, pos - segment), segment, out, spans);
       out.push_back(hit->id);
+      if (spans) spans->push_back({static_cast<uint32_t>(pos), static_cast<uint32_t>(pos + hit->text.size())});
       pos += hit->text.size();
       segment = pos;
     }
   }
-  encode_segment(text.substr(segment), out);
+  encode_segment(text.substr(segment), segment, out, spans);
 }
 
-void WordPiece::encode_segment(std::string_view text, std::vector<int32_t>& out) const {
+void WordPiece::encode_segment(std::string_view text, size_t base, std::vector<int32_t>& out,
+                               std::vector<TokenSpan>* spans) const {
   if (text.empty()) return;
-  SegmentEncoder(*this, out).run(text);
+  SegmentEncoder(*this, out, spans, base).run(text);
 }
 
-void WordPiece::encode_word(std::string_view word, size_t nchars, std::vector<int32_t>& out) const {
+// The source bytes of word bytes [a, b). Min and max, not first and last: without accent
+// stripping, reordered combining marks can come from a later character than what follows them.
+TokenSpan cover(const TokenSpan* src, size_t a, size_t b) {
+  TokenSpan s = src[a];
+  for (size_t i = a + 1; i < b; ++i) {
+    s.begin = std::min(s.begin, src[i].begin);
+    s.end = std::max(s.end, src[i].end);
+  }
+  return s;
+}
+
+void WordPiece::encode_word(std::string_view word, size_t nchars, std::vector<int32_t>& out, const TokenSpan* src,
+                            std::vector<TokenSpan>* spans) const {
   if (nchars > kMaxCharsPerWord) {
     out.push_back(unk_id_);
+    if (spans) spans->push_back(cover(src, 0, word.size()));
     return;
   }
   const size_t first = out.size();
+  const size_t first_span = spans ? spans->size() : 0;
   const size_t n = word.size();
   const auto at_boundary = [&](size_t i) { return i == n || (static_cast<unsigned char>(word[i]) & 0xC0) != 0x80; };
   for (size_t start = 0; start < n;) {
@@ -379,9 +421,14 @@ void WordPiece::encode_word(std::string_view word, size_t nchars, std::vector<in
       // Any unmatched remainder makes the whole word unknown.
       out.resize(first);
       out.push_back(unk_id_);
+      if (spans) {
+        spans->resize(first_span);
+        spans->push_back(cover(src, 0, n));
+      }
       return;
     }
     out.push_back(id);
+    if (spans) spans->push_back(cover(src, start, end));
     start = end;
   }
 }

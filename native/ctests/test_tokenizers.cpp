@@ -234,6 +234,50 @@ void wordpiece_special_tokens() {
   EXPECT_IDS(t, "hello[SEP]world", 5, 3, 6);
 }
 
+// encode_spans: the same ids as encode, each with the bytes of the raw text it came from.
+std::vector<std::pair<uint32_t, uint32_t>> spans_of(const embedq::Tokenizer& t, std::string_view text,
+                                                    std::vector<int32_t>* ids_out = nullptr) {
+  std::vector<int32_t> ids;
+  std::vector<embedq::TokenSpan> spans;
+  CHECK(t.encode_spans(text, ids, spans));
+  CHECK(ids.size() == spans.size());
+  if (ids_out) *ids_out = ids;
+  std::vector<std::pair<uint32_t, uint32_t>> out;
+  for (const auto& s : spans) out.emplace_back(s.begin, s.end);
+  return out;
+}
+
+#define EXPECT_SPANS(tok, text, ...)                                                             \
+  CHECK((spans_of(*(tok), text) == std::vector<std::pair<uint32_t, uint32_t>>{__VA_ARGS__}))
+
+void wordpiece_spans() {
+  auto t = bert();
+  EXPECT_SPANS(t, "Hello, World!", {0, 5}, {5, 6}, {7, 12}, {12, 13});
+  EXPECT_SPANS(t, "  unaffable ", {2, 4}, {4, 7}, {7, 11});
+  EXPECT_SPANS(t, "Caf\xC3\xA9 Cafe\xCC\x81!", {0, 5}, {6, 10}, {12, 13});  // é: 2 bytes; a stripped mark is in no token, as in HF
+  EXPECT_SPANS(t, "\xE4\xB8\xAD\xE6\x96\x87", {0, 3}, {3, 6});              // CJK: one token per ideograph
+  EXPECT_SPANS(t, "\xED\x95\x9C", {0, 3}, {0, 3}, {0, 3});                     // 한: three jamo of one syllable
+  EXPECT_SPANS(t, "x[CLS]helloq", {0, 1}, {1, 6}, {6, 12});                     // special; [UNK] covers its word
+  EXPECT_SPANS(t, "\xC4\xB0stanbul", {0, 9});                                   // İ: 2 bytes, stripped and lowered
+  EXPECT_SPANS(t, "");
+  // Random byte soup: the ids are encode()'s, and every span is a non-empty range inside the text.
+  const char alphabet[] = "ab hello\xC3\xA9\xCC\x81\xE4\xB8\xAD\xF0\x9F\x98\x80\x80\xBF\xFF[CLS]!,.\t";
+  uint32_t state = 777;
+  auto next = [&] { return state = state * 1664525u + 1013904223u; };
+  bool same = true, inside = true;
+  for (int iter = 0; iter < 2000; ++iter) {
+    std::string s;
+    const size_t len = next() % 40;
+    for (size_t i = 0; i < len; ++i) s.push_back(alphabet[(next() >> 8) % (sizeof alphabet - 1)]);
+    std::vector<int32_t> ids;
+    const auto spans = spans_of(*t, s, &ids);
+    same = same && ids == encode(*t, s);
+    for (const auto& sp : spans) inside = inside && sp.first < sp.second && sp.second <= s.size();
+  }
+  CHECK(same);
+  CHECK(inside);
+}
+
 void wordpiece_options() {
   embedq::WordPieceOptions keep_accents;
   keep_accents.strip_accents = false;
@@ -597,6 +641,7 @@ void unicode_properties() {
 
 int main() {
   wordpiece_basic();
+  wordpiece_spans();
   wordpiece_unknown();
   wordpiece_accents_and_case();
   wordpiece_cjk_and_punctuation();

@@ -81,6 +81,24 @@ def test_enqueue_job_search_stats(worker, module_service, service_model, tmp_pat
     assert total["min"] <= total["median"] <= total["p95"] <= total["p99"] <= total["max"]
 
 
+def test_enqueue_with_overflow_and_search_chunks(worker, module_service, tmp_path, minilm_gguf):
+    long = " ".join(f"Paragraph {i} mentions harbours, lighthouses and tides." for i in range(60))
+    f = tmp_path / "long.txt"
+    f.write_text(long + "\n")
+    rc, out = embedq("enqueue", str(f), "--overflow", "reject", "--wait")
+    assert rc == 1 and "overflow='reject'" in json.loads(out)["error"]
+    rc, out = embedq("enqueue", str(f), "--overflow", "chunk", "--overlap", "8", "--wait")
+    job = json.loads(out)
+    assert rc == 0 and job["status"] == "done"
+    chunks = storage.get_chunks(storage.connect(module_service.database_url), job["job_id"])
+    assert len(chunks) > 2 and [a["token_end"] - b["token_start"] for a, b in zip(chunks, chunks[1:])] == \
+        [8] * (len(chunks) - 1)
+    rc, out = embedq("search", chunks[1]["text"], "-k", "1", "--chunks", "--model", str(minilm_gguf))
+    first = chunks[1]
+    assert rc == 0 and out.splitlines()[0].split()[1:4] == [
+        f"{job['job_id']}[0]", "chunk", "1"] and f"chars {first['char_start']}:{first['char_end']}" in out
+
+
 def test_readme_demo_runs_on_embedded_parts(minilm_gguf, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDQ_")}
     env["EMBEDQ_HOME"] = str(tmp_path / "home")

@@ -310,3 +310,16 @@ def test_api_keys(module_service, worker, service_model):
         client = openai.OpenAI(base_url=locked.url + "/v1", api_key="second-key", max_retries=0)
         got = client.embeddings.create(model=MODEL, input=["guarded"], encoding_format="float")
         np.testing.assert_array_equal(vectors_of(got.data), service_model.embed(["guarded"]))
+
+
+def test_langchain_openai_embeddings_equal_the_runtime(gateway, service_model):
+    # LangChain's OpenAIEmbeddings, the way frameworks reach an OpenAI-compatible server: its own
+    # token-length check is off (it would need tiktoken's OpenAI vocabularies, not this model's).
+    from langchain_openai import OpenAIEmbeddings
+
+    lc = OpenAIEmbeddings(base_url=gateway.url + "/v1", api_key="unused", model=MODEL,
+                          check_embedding_ctx_length=False, max_retries=0)
+    docs = ["LangChain documents go through the gateway.", "Each one becomes a job.", "ünïcode ✓ 日本語 too"]
+    np.testing.assert_array_equal(np.array(lc.embed_documents(docs), dtype=np.float32), service_model.embed(docs))
+    query = "what does a document become?"
+    np.testing.assert_array_equal(np.array(lc.embed_query(query), dtype=np.float32), service_model.embed([query])[0])

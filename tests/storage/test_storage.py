@@ -27,7 +27,7 @@ SENTENCES = [
 def metrics(**over) -> dict:
     """A job's metrics as the worker hands them to storage (persist_ms and total_ms are timed there)."""
     m = dict(queue_wait_ms=1.0, batch_wait_ms=2.0, tokenize_ms=0.5, forward_ms=3.0, batch_size=4, batch_jobs=2,
-             tokens=20, truncated=0, cache_hits=0, worker="w@test")
+             tokens=20, truncated=0, cache_hits=0, chunks=None, worker="w@test")
     m.update(over)
     return m
 

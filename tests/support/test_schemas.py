@@ -89,3 +89,28 @@ def test_every_setting_is_documented():
     for name, field in Settings.model_fields.items():
         assert f"EMBEDQ_{name.upper()}" in text
         assert field.description, f"{name} has no description"
+
+
+def test_overflow_options():
+    windowed = SERVED.model_copy(update={"max_tokens": 256})
+    assert validate_job(dict(texts=["x"]), served=windowed).overflow == "truncate"
+    assert validate_job(dict(texts=["x"], overflow=None), served=windowed).overflow == "truncate"
+    ok = validate_job(dict(texts=["x"], overflow="chunk", overflow_overlap=127), served=windowed)
+    assert (ok.overflow, ok.overflow_overlap) == ("chunk", 127)
+    assert validate_job(dict(texts=["x"], overflow="reject"), served=windowed).overflow_overlap is None
+    assert reject(dict(texts=["x"], overflow="cut"), windowed) == \
+        "overflow must be one of 'truncate', 'reject', 'chunk', got 'cut'"
+    assert reject(dict(texts=["x"], overflow="reject", overflow_overlap=3), windowed) == \
+        "overflow_overlap applies only to overflow='chunk'"
+    assert reject(dict(texts=["x"], overflow="chunk", overflow_overlap=1.5), windowed) == \
+        "overflow_overlap must be an integer, got float"
+    assert reject(dict(texts=["x"], overflow="chunk", overflow_overlap=128), windowed) == \
+        "overflow_overlap=128 is too large for all-MiniLM-L6-v2: it must be below half its window of 256 tokens"
+    # Without a served model (the gateway's first pass) only the model-free checks apply.
+    assert validate_job(dict(texts=["x"], overflow="chunk", overflow_overlap=500)).overflow_overlap == 500
+
+
+def test_default_chunk_overlap_fits_small_windows():
+    from schemas import chunk_overlap
+
+    assert chunk_overlap(None, 510) == 32 and chunk_overlap(None, 40) == 10 and chunk_overlap(7, 40) == 7
