@@ -138,11 +138,13 @@ class Model:
     def token_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """The tokenizer's ids for `text` WITHOUT the model's special tokens, and each id's
         character offsets [start, end) in `text` ((n, 2) int64), as HF `tokenizers` reports them.
-        ValueError for a tokenizer that does not track offsets (only WordPiece does so far)."""
+        ValueError for a tokenizer that does not track offsets (WordPiece and Gemma's SentencePiece BPE do;
+        XLM-R's Unigram, whose charsmap can change lengths, does not yet)."""
         got = self._m.tokenize_offsets(_check_text(text))
         if got is None:
             raise ValueError(f"the {self._m.info['tokenizer']!r} tokenizer of {self.path.name} does not give "
-                             "token offsets (WordPiece models such as all-MiniLM-L6-v2 do)")
+                             "token offsets (WordPiece and SentencePiece BPE models such as all-MiniLM-L6-v2 and "
+                             "EmbeddingGemma do)")
         ids, starts, ends = got
         return ids, np.stack([starts, ends], axis=1) if len(ids) else np.zeros((0, 2), np.int64)
 

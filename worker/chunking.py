@@ -60,12 +60,14 @@ def encode_chunks(model: Model, texts: list[str], prompt: str, overlap: int | No
             ids, offsets = model.token_offsets(prompt + text)
         except ValueError as e:
             raise ChunkingError(f"overflow='chunk' is not available here: {e}") from None
-        n_prompt = int(np.count_nonzero(offsets[:, 0] < p)) if p else 0
-        # The prompt's tokens must come first and end within it: a token shared by the prompt and
-        # the text belongs to neither, and the text's offsets would not start at its beginning.
-        if (n_prompt and (offsets[:n_prompt, 1] > p).any()) or (offsets[n_prompt:, 0] < p).any():
-            raise ChunkingError(f"texts[{i}] merges with the prompt into one token; it cannot be chunked")
-        body, spans = ids[n_prompt:], offsets[n_prompt:] - p
+        # The prompt's tokens are those that end within it. A token that straddles the boundary (a
+        # prompt ending in a space, as EmbeddingGemma's do, joins "\u2581" to the text's first word)
+        # belongs to the text, so that the first window's ids are exactly prompt + text's ids; its
+        # character span is cut at the text's start.
+        n_prompt = int(np.count_nonzero(offsets[:, 1] <= p)) if p else 0
+        if (offsets[n_prompt:, 1] <= p).any():
+            raise ChunkingError(f"texts[{i}]: the prompt's tokens are not a prefix of the tokens of prompt + text")
+        body, spans = ids[n_prompt:], np.maximum(offsets[n_prompt:] - p, 0)
         size = model.max_tokens - len(around[0]) - len(around[1]) - n_prompt
         ov = chunk_overlap(overlap, size)
         if size < 1 or ov >= size:

@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tokenizer.h"
 #include "unicode.h"
 
 namespace embedq {
@@ -59,11 +60,13 @@ class AddedTokenMatcher final {
 };
 
 // The outer loop the SentencePiece-style tokenizers share: invalid UTF-8 becomes U+FFFD, added
-// tokens are cut out and emitted as their ids, and `encode_span(std::string_view, out)` tokenizes each
-// stretch of text between them (possibly empty).
+// tokens are cut out and emitted as their ids, and `encode_span(std::string_view span, size_t at, out)`
+// tokenizes each stretch of text between them (possibly empty), `at` being where it starts in `text`.
+// With `spans`, each added token's bytes are appended to it (the caller adds the stretches' own);
+// offsets only mean something for valid UTF-8, so callers that want them check that first.
 template <class EncodeSpan>
 void encode_around_added(std::string_view text, const AddedTokenMatcher& added, std::vector<int32_t>& out,
-                         EncodeSpan&& encode_span) {
+                         EncodeSpan&& encode_span, std::vector<TokenSpan>* spans = nullptr) {
   std::string cleaned;
   bool ascii = true;
   for (unsigned char c : text) ascii = ascii && !(c & 0x80);
@@ -81,12 +84,13 @@ void encode_around_added(std::string_view text, const AddedTokenMatcher& added, 
       ++pos;
       continue;
     }
-    encode_span(text.substr(span, pos - span), out);
+    encode_span(text.substr(span, pos - span), span, out);
     out.push_back(id);
+    if (spans) spans->push_back(TokenSpan{(uint32_t)pos, (uint32_t)(pos + len)});
     pos += len;
     span = pos;
   }
-  encode_span(text.substr(span), out);
+  encode_span(text.substr(span), span, out);
 }
 
 }  // namespace embedq

@@ -195,8 +195,22 @@ class SentencePieceBpe final : public Tokenizer {
 
   void encode(std::string_view text, std::vector<int32_t>& out) const override {
     Scratch sc;
-    encode_around_added(text, added_, out,
-                        [&](std::string_view span, std::vector<int32_t>& ids) { encode_span(span, sc, ids); });
+    encode_around_added(text, added_, out, [&](std::string_view span, size_t, std::vector<int32_t>& ids) {
+      encode_span(span, sc, ids, nullptr, 0);
+    });
+  }
+
+  // Offsets as HF reports them for this tokenizer: a piece covers the source bytes of the normalized
+  // bytes it holds ("▁" standing for the space it replaced), widened to whole characters for
+  // byte-fallback pieces that hold part of one.
+  bool encode_spans(std::string_view text, std::vector<int32_t>& out, std::vector<TokenSpan>& spans) const override {
+    if (!unicode::utf8_is_valid(text)) return false;  // offsets into a text we had to repair mean nothing
+    Scratch sc;
+    encode_around_added(
+        text, added_, out,
+        [&](std::string_view span, size_t at, std::vector<int32_t>& ids) { encode_span(span, sc, ids, &spans, at); },
+        &spans);
+    return true;
   }
 
   size_t vocab_size() const override { return n_vocab_; }
@@ -225,6 +239,7 @@ class SentencePieceBpe final : public Tokenizer {
   };
   struct Scratch {
     std::string norm;
+    std::vector<uint32_t> src;    // with offsets: per byte of norm (and one past), its byte in the span
     std::vector<uint32_t> words;  // end offsets in norm
     std::vector<Symbol> syms;
     std::vector<Candidate> heap;
@@ -260,9 +275,12 @@ class SentencePieceBpe final : public Tokenizer {
 
   bool joins_space(char32_t c) const { return std::binary_search(joins_space_.begin(), joins_space_.end(), c); }
 
-  void encode_span(std::string_view span, Scratch& sc, std::vector<int32_t>& out) const {
+  // spans: null unless offsets are wanted; then `at` is where `span` starts in the whole text.
+  void encode_span(std::string_view span, Scratch& sc, std::vector<int32_t>& out, std::vector<TokenSpan>* spans,
+                   size_t at) const {
     if (span.empty()) return;
     sc.norm.clear();
+    sc.src.clear();
     sc.words.clear();
     sc.norm.reserve(span.size() + span.size() / 2);
     char32_t prev = 0;
@@ -275,14 +293,39 @@ class SentencePieceBpe final : public Tokenizer {
       }
       if (c == U' ') sc.norm.append(kSpaceMark);
       else sc.norm.append(span.data() + start, pos - start);
+      if (spans) sc.src.resize(sc.norm.size(), (uint32_t)start);  // every byte of it maps to its character
       prev = space ? 0x2581 : c;
     }
     sc.words.push_back((uint32_t)sc.norm.size());
     const std::string_view norm = sc.norm;
     uint32_t ws = 0;
     for (uint32_t we : sc.words) {
-      encode_word(norm.substr(ws, we - ws), sc, out);
+      if (spans) {
+        bpe(norm.substr(ws, we - ws), sc, out);  // the word cache keeps ids only, not where they came from
+        add_spans(norm, span, ws, sc, at, *spans);
+      } else {
+        encode_word(norm.substr(ws, we - ws), sc, out);
+      }
       ws = we;
+    }
+  }
+
+  // The spans of the symbols bpe() left for the word starting at norm[ws].
+  static void add_spans(std::string_view norm, std::string_view span, uint32_t ws, const Scratch& sc, size_t at,
+                        std::vector<TokenSpan>& spans) {
+    auto char_start = [&](uint32_t k) {  // back to the start of the character holding norm[k]
+      while (k > 0 && ((unsigned char)norm[k] & 0xC0) == 0x80) --k;
+      return k;
+    };
+    for (int32_t i = 0; i >= 0; i = sc.syms[i].next) {
+      const uint32_t b = char_start(ws + sc.syms[i].start);
+      uint32_t e = ws + sc.syms[i].end;
+      while (e < norm.size() && ((unsigned char)norm[e] & 0xC0) == 0x80) ++e;
+      const uint32_t sb = sc.src[b];
+      // The source character that norm[e - 1] came from ends where the next one begins.
+      uint32_t se = sc.src[e - 1];
+      se += (uint32_t)std::max<size_t>(1, unicode::utf8_sequence_length((unsigned char)span[se]));
+      spans.push_back(TokenSpan{(uint32_t)(at + sb), (uint32_t)(at + se)});
     }
   }
 

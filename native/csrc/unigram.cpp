@@ -76,7 +76,7 @@ class Unigram final : public Tokenizer {
   void encode(std::string_view text, std::vector<int32_t>& out) const override {
     Scratch sc;
     encode_around_added(text, added_, out,
-                        [&](std::string_view span, std::vector<int32_t>& ids) { encode_span(span, sc, ids); });
+                        [&](std::string_view span, size_t, std::vector<int32_t>& ids) { encode_span(span, sc, ids); });
   }
 
   size_t vocab_size() const override { return n_vocab_; }
