@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,26 +24,36 @@ def _key(folder: Path) -> str:
 
 def export(folder: str | os.PathLike, kind: str = "fp32", home: Path | None = None) -> Path:
     """The ONNX file of a sentence-transformers folder: kind "fp32", or "int8" (onnxruntime's dynamic
-    quantization of the fp32 export: int8 weights of MatMuls, activations quantized per call)."""
+    quantization of the fp32 export: int8 weights of MatMuls, activations quantized per call). Each
+    kind is a folder (the graph and its external weights) written aside and renamed into place."""
     from schemas.home import embedq_home
 
-    folder = Path(folder)
-    out_dir = (home or embedq_home()) / "onnx" / f"{folder.name}-{_key(folder)}"
-    fp32 = out_dir / "model-fp32.onnx"
-    if not fp32.is_file():
-        _export_fp32(folder, fp32)
-    if kind == "fp32":
-        return fp32
-    if kind != "int8":
+    if kind not in ("fp32", "int8"):
         raise ValueError(f"ONNX kind must be fp32 or int8, got {kind!r}")
-    int8 = out_dir / "model-int8.onnx"
-    if not int8.is_file():
-        from onnxruntime.quantization import QuantType, quantize_dynamic
+    folder = Path(folder)
+    root = (home or embedq_home()) / "onnx" / f"{folder.name}-{_key(folder)}"
+    target = root / kind / "model.onnx"
+    if target.is_file():
+        return target
+    source = export(folder, "fp32", home) if kind == "int8" else None
+    work = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=_mkdir(root)))
+    try:
+        if source is None:
+            _export_fp32(folder, work / "model.onnx")
+        else:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        tmp = int8.with_suffix(".part.onnx")
-        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
-        os.replace(tmp, int8)
-    return int8
+            quantize_dynamic(str(source), str(work / "model.onnx"), weight_type=QuantType.QInt8,
+                             use_external_data_format=True)
+        os.replace(work, root / kind)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
 
 
 def _export_fp32(folder: Path, out: Path) -> None:
@@ -59,14 +71,12 @@ def _export_fp32(folder: Path, out: Path) -> None:
             return self.st({"input_ids": input_ids, "attention_mask": attention_mask})["sentence_embedding"]
 
     enc = st.tokenizer(["a first text", "and a second, longer one"], padding=True, return_tensors="pt")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".part.onnx")
+    # The dynamo exporter: tracing (dynamo=False) fails inside transformers' mask builders for Gemma 3.
+    batch, seq = torch.export.Dim("batch", max=4096), torch.export.Dim("seq", max=8192)
     with torch.no_grad():
-        torch.onnx.export(Whole(), (enc["input_ids"], enc["attention_mask"]), str(tmp), dynamo=False,
-                          input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-                          dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                                        "embedding": {0: "batch"}}, opset_version=17)
-    os.replace(tmp, out)
+        torch.onnx.export(Whole(), (enc["input_ids"], enc["attention_mask"]), str(out), dynamo=True,
+                          input_names=["input_ids", "attention_mask"], output_names=["sentence_embedding"],
+                          dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}), external_data=True)
 
 
 class OnnxEncoder:

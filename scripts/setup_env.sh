@@ -25,7 +25,7 @@ if [ "${WITH_PEERS:-0}" = "1" ]; then
   # tokenizer that way) and llama.cpp's converter parses XLM-R's sentencepiece.bpe.model with it.
   # onnxruntime + onnx: the ONNX Runtime peer (bench/onnx_peer.py exports with torch.onnx).
   "$PY" -m pip install -q "torch==2.13.0" "sentence-transformers>=3" "tokenizers>=0.15" sentencepiece protobuf \
-    onnxruntime onnx
+    onnxruntime onnx onnxscript
   # llama-cpp-python compiles llama.cpp (minutes on 2 cores): build the wheel once into the cache.
   LLAMA_VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
   if ! ls "$EMBEDQ_HOME"/wheels/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
