@@ -103,3 +103,11 @@ class OnnxEncoder:
         (v,) = self.session.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
                                        "attention_mask": enc["attention_mask"].astype(np.int64)})
         return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def engine(model: str, threads: int, opts: dict):
+    """bench/runtime.py's engine interface: (run(batch) -> vectors, meta)."""
+    import onnxruntime as ort
+
+    enc = OnnxEncoder(opts["hf_dir"], opts.get("onnx", "fp32"), threads=threads)
+    return enc.embed, {"onnxruntime": ort.__version__, "onnx": opts.get("onnx", "fp32")}
