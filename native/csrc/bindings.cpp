@@ -12,6 +12,7 @@
 #include "charsmap.h"
 #include "gguf.h"
 #include "kernels/kernels.h"
+#include "kernels/peak.h"
 #include "model.h"
 
 namespace py = pybind11;
@@ -112,6 +113,17 @@ PYBIND11_MODULE(_native, m) {
     return out;
   }, "Kernel sets this CPU can run, best last.");
   m.def("best_kernels", [] { return std::string(kernels_best().name); });
+  m.def("measure_peaks", [](int threads, double seconds) {
+    std::vector<PeakRate> rates;
+    {
+      py::gil_scoped_release release;
+      rates = measure_peaks(threads, seconds);
+    }
+    py::dict out;
+    for (const PeakRate& r : rates) out[py::str(r.name)] = r.gops;
+    return out;
+  }, py::arg("threads"), py::arg("seconds") = 0.3,
+     "This machine's peak GOP/s (multiply-add = 2) per instruction family the kernels use.");
 
   // The SentencePiece charsmap normalizer on its own, for tests that compare it
   // with HF's Precompiled normalizer character by character.
