@@ -40,6 +40,7 @@ void attention(Runtime& rt, const AttentionShape& a, const std::vector<size_t>& 
       k0 = t.q0 >= a.window - 1 ? t.q0 - (a.window - 1) : 0;
       k1 = std::min(len, t.q0 + qn + a.window - 1);
     }
+    if (a.causal) k1 = std::min(k1, t.q0 + qn);  // no query of the chunk sees past its last
     const size_t kn = k1 - k0;
     float* scores = rt.thread_scratch(thread, qn * kn + d * kn);
     float* vt = scores + qn * kn;
@@ -58,6 +59,9 @@ void attention(Runtime& rt, const AttentionShape& a, const std::vector<size_t>& 
           const size_t dist = qi > kj ? qi - kj : kj - qi;
           if (dist >= a.window) row[j] = -std::numeric_limits<float>::infinity();
         }
+      }
+      if (a.causal) {
+        for (size_t j = t.q0 + i + 1; j < k1; ++j) row[j - k0] = -std::numeric_limits<float>::infinity();
       }
       softmax(row, kn);
     }

@@ -1,5 +1,6 @@
-// Bidirectional multi-head attention over a packed batch: each sequence
-// attends only to itself, so no padding and no cross-sequence mask.
+// Multi-head attention over a packed batch: each sequence attends only to
+// itself, so no padding and no cross-sequence mask. Bidirectional unless
+// `causal` (decoders: position i sees positions 0..i).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +16,7 @@ struct AttentionShape {
   size_t head_dim = 0;
   float scale = 1.0f;     // applied to q.k
   size_t window = 0;      // 0 = full; else |i - j| < window (sliding-window layers)
+  bool causal = false;    // keys after the query are masked
 };
 
 // q: T x (n_head*head_dim) with row stride ldq; k, v: T x (n_head_kv*head_dim)

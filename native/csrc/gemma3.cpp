@@ -47,7 +47,6 @@ class Gemma3 final : public Encoder {
     w.t = &use(f.tensor(name, (int64_t)in, (int64_t)out));
     return w;
   }
-  void rope(float* x, size_t n_heads, size_t pos, const std::vector<float>& inv_freq) const;
 
   std::string arch_;
   size_t hidden_, n_layer_, n_head_, n_head_kv_, head_dim_, n_ff_, n_ctx_, n_vocab_, window_;
@@ -160,22 +159,6 @@ Gemma3::Gemma3(const GGUFFile& f) {
   }
 }
 
-// Rotates pairs (i, i + d/2) of every head by pos * inv_freq[i] (the
-// "rotate_half" / NeoX layout Gemma uses).
-void Gemma3::rope(float* x, size_t n_heads, size_t pos, const std::vector<float>& inv_freq) const {
-  const size_t half = head_dim_ / 2;
-  for (size_t i = 0; i < half; ++i) {
-    const float ang = (float)pos * inv_freq[i];
-    const float c = std::cos(ang), s = std::sin(ang);
-    for (size_t h = 0; h < n_heads; ++h) {
-      float* v = x + h * head_dim_;
-      const float a = v[i], b = v[i + half];
-      v[i] = a * c - b * s;
-      v[i + half] = b * c + a * s;
-    }
-  }
-}
-
 void Gemma3::forward(Runtime& rt, const PackedBatch& batch, float* out) {
   const size_t H = hidden_, qdim = n_head_ * head_dim_, kvdim = n_head_kv_ * head_dim_;
   const std::vector<size_t>& start = batch.start;
@@ -217,8 +200,8 @@ void Gemma3::forward(Runtime& rt, const PackedBatch& batch, float* out) {
       float* k = k_.data() + i * kvdim;
       for (size_t hd = 0; hd < n_head_; ++hd) rms_norm(q + hd * head_dim_, head_dim_, L.q_norm, eps_, 0.0f);
       for (size_t hd = 0; hd < n_head_kv_; ++hd) rms_norm(k + hd * head_dim_, head_dim_, L.k_norm, eps_, 0.0f);
-      rope(q, n_head_, pos[i], inv_freq);
-      rope(k, n_head_kv_, pos[i], inv_freq);
+      rope_neox(q, n_head_, head_dim_, pos[i], inv_freq.data());
+      rope_neox(k, n_head_kv_, head_dim_, pos[i], inv_freq.data());
     });
     // The file keeps the model card's window (512); attention is symmetric
     // with half of it on each side (|i - j| <= 256), as the reference computes.

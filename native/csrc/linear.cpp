@@ -41,6 +41,7 @@ void finish_tile(float* Y, size_t ldy, size_t m, size_t n, const float* bias, Ep
     if (bias) add_inplace(y, bias, n);
     if (epi == Epilogue::GELU_ERF) gelu_erf(y, n);
     else if (epi == Epilogue::GELU_TANH) gelu_tanh(y, n);
+    else if (epi == Epilogue::SILU) silu(y, n);
   }
 }
 

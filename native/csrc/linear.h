@@ -9,7 +9,7 @@
 
 namespace embedq {
 
-enum class Epilogue { NONE, GELU_ERF, GELU_TANH };
+enum class Epilogue { NONE, GELU_ERF, GELU_TANH, SILU };
 
 // A weight matrix from the file: rows = output features, each row ne[0] = in features.
 struct Weight {

@@ -162,8 +162,26 @@ void Model::load() {
     add_bos_ = f.get_bool("tokenizer.ggml.add_bos_token", true);
     add_eos_ = f.get_bool("tokenizer.ggml.add_eos_token", true);
     if ((add_bos_ && bos_ < 0) || (add_eos_ && eos_ < 0)) throw GGUFError("the vocabulary lacks <bos>/<eos>");
+  } else if (arch_ == "qwen3") {
+    encoder_ = load_qwen3(f);
+    const std::string pre = f.get_string("tokenizer.ggml.pre", "");
+    if (tokenizer_name_ != "gpt2" || pre != "qwen2") {
+      throw GGUFError("qwen3 model with tokenizer '" + tokenizer_name_ + "' (pre-tokenizer '" + utf8_safe(pre) +
+                      "') is not supported (gpt2 with qwen2)");
+    }
+    const std::vector<int32_t> types = f.get_int_array("tokenizer.ggml.token_type");
+    if (types.size() != tokens.size()) throw GGUFError("tokenizer types do not match the vocabulary size");
+    const std::vector<std::string> merges = f.get_string_array("tokenizer.ggml.merges");
+    tok_ = make_tokenizer([&] { return make_byte_bpe(tokens, types, merges); });
+    // Qwen has no BOS; its tokenizer appends <|endoftext|>, which the file
+    // names as EOS (llama.cpp's converter takes it from the post-processor).
+    bos_ = token_id(f, tokens, {"tokenizer.ggml.bos_token_id"}, nullptr);
+    eos_ = token_id(f, tokens, {"tokenizer.ggml.eos_token_id"}, "<|endoftext|>");
+    add_bos_ = f.get_bool("tokenizer.ggml.add_bos_token", false);
+    add_eos_ = f.get_bool("tokenizer.ggml.add_eos_token", true);
+    if ((add_bos_ && bos_ < 0) || (add_eos_ && eos_ < 0)) throw GGUFError("the vocabulary lacks its BOS/EOS token");
   } else {
-    throw GGUFError("model architecture '" + arch_ + "' is not supported (supported: bert, gemma-embedding)");
+    throw GGUFError("model architecture '" + arch_ + "' is not supported (supported: bert, gemma-embedding, qwen3)");
   }
 
   // Token ids index the embedding table; llama.cpp likewise requires one row

@@ -45,6 +45,7 @@ class Encoder {
 
 std::unique_ptr<Encoder> load_bert(const GGUFFile& f);
 std::unique_ptr<Encoder> load_gemma3(const GGUFFile& f);
+std::unique_ptr<Encoder> load_qwen3(const GGUFFile& f);
 
 // Texts as the forward pass sees them, back to back.
 struct EncodedBatch {

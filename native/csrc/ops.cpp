@@ -95,6 +95,25 @@ void gelu_erf(float* x, size_t n) {
 }
 
 EMBEDQ_CLONES
+void silu(float* x, size_t n) {
+  for (size_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + exp_approx(-x[i]));
+}
+
+void rope_neox(float* x, size_t n_heads, size_t head_dim, size_t pos, const float* inv_freq) {
+  const size_t half = head_dim / 2;
+  for (size_t i = 0; i < half; ++i) {
+    const float ang = (float)pos * inv_freq[i];
+    const float c = std::cos(ang), s = std::sin(ang);
+    for (size_t h = 0; h < n_heads; ++h) {
+      float* v = x + h * head_dim;
+      const float a = v[i], b = v[i + half];
+      v[i] = a * c - b * s;
+      v[i + half] = b * c + a * s;
+    }
+  }
+}
+
+EMBEDQ_CLONES
 void gelu_tanh(float* x, size_t n) {
   const float c = 0.7978845608028654f;  // sqrt(2/pi)
   for (size_t i = 0; i < n; ++i) {

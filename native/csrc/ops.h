@@ -15,6 +15,11 @@ void rms_norm(float* x, size_t n, const float* w, float eps, float w_offset);
 void gelu_erf(float* x, size_t n);
 // GELU with the tanh approximation (Gemma's gelu_pytorch_tanh).
 void gelu_tanh(float* x, size_t n);
+// SiLU, x * sigmoid(x) (the gate of SwiGLU feed-forward layers).
+void silu(float* x, size_t n);
+// Rotary embedding in the NeoX / "rotate_half" layout: in each of n_heads heads
+// of head_dim values, pair (i, i + head_dim/2) turns by pos * inv_freq[i].
+void rope_neox(float* x, size_t n_heads, size_t head_dim, size_t pos, const float* inv_freq);
 // Numerically stable softmax over one row.
 void softmax(float* x, size_t n);
 void add_inplace(float* y, const float* x, size_t n);
