@@ -122,3 +122,33 @@ def xlmr_hf_tokenizer(xlmr_mean_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(xlmr_mean_dir))
+
+
+# --- Qwen3: built in the test run (tests/helpers/qwen3_models.py); no real weights exist offline.
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer(corpus):
+    from helpers.qwen3_models import train_tokenizer
+
+    return train_tokenizer(corpus)
+
+
+@pytest.fixture(scope="session")
+def qwen3_dir(tmp_path_factory, qwen3_tokenizer) -> Path:
+    from helpers.qwen3_models import build_st_folder
+
+    return build_st_folder(tmp_path_factory.mktemp("qwen3") / "Qwen3-Embedding-tiny", qwen3_tokenizer)
+
+
+@pytest.fixture(scope="session")
+def qwen3_gguf(qwen3_dir) -> Path:
+    from native import convert
+
+    return convert.convert(qwen3_dir, qwen3_dir.parent / "qwen3-f32.gguf", progress=False)
+
+
+@pytest.fixture(scope="session")
+def qwen3_hf_tokenizer(qwen3_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(qwen3_dir))

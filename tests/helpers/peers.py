@@ -91,16 +91,34 @@ def _has_dense_modules(model_dir: Path) -> bool:
     return any(m.get("type", "").endswith("Dense") for m in json.loads(mods.read_text(encoding="utf-8")))
 
 
-def llama_cpp_convert(model_dir: str | os.PathLike, out_path: str | os.PathLike, out_type: str = "f32") -> Path:
+# Runs convert_hf_to_gguf.py with TextModel.get_vocab_base_pre answering argv[1]: llama.cpp names a
+# BPE pre-tokenizer by hashing a real model's token ids on a fixed text, which no tokenizer trained
+# in a test can reproduce, so tests that built a tokenizer with a known pre-tokenizer say which.
+_PINNED_PRE = """
+import runpy, sys
+pre, script = sys.argv[1], sys.argv[2]
+sys.argv = sys.argv[2:]
+sys.path.insert(0, str(__import__("pathlib").Path(script).parent))
+import conversion.base as base
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: pre
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def llama_cpp_convert(model_dir: str | os.PathLike, out_path: str | os.PathLike, out_type: str = "f32",
+                      bpe_pre: str | None = None) -> Path:
     """Convert with llama.cpp's own converter; returns out_path.
 
     Dense projection modules (EmbeddingGemma) are included, as our converter does.
     Runs offline: the model folder is local and hub access is switched off.
+    bpe_pre: the tokenizer.ggml.pre to use for a BPE tokenizer instead of the hash lookup.
     """
     model_dir, out_path = Path(model_dir), Path(out_path)
     src = llama_cpp_source()
-    cmd = [sys.executable, str(src / "convert_hf_to_gguf.py"), str(model_dir),
-           "--outfile", str(out_path), "--outtype", out_type]
+    script = [str(src / "convert_hf_to_gguf.py")]
+    if bpe_pre:
+        script = ["-c", _PINNED_PRE, bpe_pre, *script]
+    cmd = [sys.executable, *script, str(model_dir), "--outfile", str(out_path), "--outtype", out_type]
     if _has_dense_modules(model_dir):
         cmd.append("--sentence-transformers-dense-modules")
     env = dict(os.environ)
