@@ -217,7 +217,7 @@ def _template_specials(tokenizer_json: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _pair_adds_separator(tokenizer_json: dict, single_last: str | None, separators: set[str]) -> bool:
+def pair_adds_separator(tokenizer_json: dict, single_last: str | None, separators: set[str]) -> bool:
     """Whether the pair template puts a separator between A and B beyond the one that
     closes A: RoBERTa's "<s> A </s></s> B </s>" does, BERT's "[CLS] A [SEP] B [SEP]" does not."""
     pp = tokenizer_json.get("post_processor") or {}
@@ -271,7 +271,7 @@ def special_tokens(m: ModelPlan, model_dir: Path, token_id: Callable[[str], int 
     m.put("add_add_eos_token", bool(add_eos))
     # We only ever embed single sequences, so the runtime never reads this; it says
     # what llama.cpp should do with pairs (reranking), as llama.cpp's converter decides it.
-    m.put("add_add_sep_token", _pair_adds_separator(tokenizer_json, last, {
+    m.put("add_add_sep_token", pair_adds_separator(tokenizer_json, last, {
         t for t in (_token_content(tcfg.get("sep_token")), _token_content(tcfg.get("eos_token")),
                     _token_content(smap.get("sep_token")), _token_content(smap.get("eos_token"))) if t}))
 

@@ -27,6 +27,7 @@ from .common import (
     load_safetensor,
     looks_special,
     model_weight_files,
+    pair_adds_separator,
     read_json,
     read_safetensors_index,
     sentence_transformers_keys,
@@ -125,6 +126,8 @@ def _qwen_vocab(m: ModelPlan, model_dir: Path, n_rows: int) -> None:
         m.put("add_bos_token_id", index[bos])
     m.put("add_add_bos_token", False)
     m.put("add_add_eos_token", last is not None)
+    # What llama.cpp should do with pairs (reranking); we embed single texts only.
+    m.put("add_add_sep_token", pair_adds_separator(tj, last, {t for t in (last, configured_eos) if t}))
 
 
 _LAYER = {
