@@ -1,6 +1,6 @@
 // Mutation fuzz of model loading, past the file parser: the setting checks,
 // the tensor shape checks, the weight scan, the tokenizer constructors and a
-// forward pass. A tiny BERT and a tiny EmbeddingGemma (tiny_gguf.h) are
+// forward pass. A tiny BERT, EmbeddingGemma and Qwen3 (tiny_gguf.h) are
 // mutated a few thousand times each: bit flips, random bytes, hostile values
 // aimed at the length, type and value fields the builder recorded, special
 // floats in tensor data, truncation, bytes inserted or deleted.
@@ -250,5 +250,6 @@ int main() {
   const uint64_t seed = env_u64("EMBEDQ_FUZZ_SEED", 20240607);
   fuzz("tiny bert", tiny::bert(), iterations, seed);
   fuzz("tiny gemma", tiny::gemma(), iterations, seed + 1);
+  fuzz("tiny qwen3", tiny::qwen3(), iterations, seed + 2);
   return report();
 }

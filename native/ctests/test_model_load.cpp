@@ -76,7 +76,12 @@ void valid_models_load() {
   auto gemma = load(tiny::gemma());
   CHECK(gemma->dim() == 8 && gemma->max_tokens() == 24 && gemma->prompts().size() == 2);
   CHECK(gemma->dims_allowed() == std::vector<int64_t>({8, 4}));
-  for (Model* m : {bert.get(), gemma.get()}) {
+  auto qwen3 = load(tiny::qwen3());
+  CHECK(qwen3->dim() == 8 && qwen3->max_tokens() == 32 && qwen3->vocab_size() == 26);
+  // hell|o  Ġwor|l|d  <|endoftext|>: merges by rank, no BOS, EOS appended.
+  CHECK(qwen3->tokenize("hello world") == std::vector<int32_t>({18, 3, 21, 2, 6, 22}));
+  CHECK(qwen3->tokenize("<think>he<|im_end|>") == std::vector<int32_t>({24, 16, 23, 22}));
+  for (Model* m : {bert.get(), gemma.get(), qwen3.get()}) {
     const EncodedBatch e = m->encode_batch({"hello world", "the cat held"}, "");
     std::vector<float> out(2 * m->dim());
     m->embed_ids(e.ids.data(), e.ids.size(), e.lengths.data(), 2, true, out.data());
@@ -184,6 +189,44 @@ void gemma_settings() {
   run(tiny::gemma, cases);
 }
 
+void qwen3_settings() {
+  const std::string a = "qwen3.";
+  std::vector<Case> cases = {
+      CASE(b.f32(a + "rope.freq_base", kNaN), a + "rope.freq_base", "nan"),
+      CASE(b.f32(a + "rope.freq_base", 0.5f), a + "rope.freq_base", "0.5"),
+      CASE(b.f32(a + "attention.layer_norm_rms_epsilon", 0.f), "layer_norm_rms_epsilon", "is 0"),
+      CASE(b.u32(a + "attention.head_count", 0), a + "attention.head_count", "is 0"),
+      CASE(b.u32(a + "attention.head_count_kv", 3), a + "attention.head_count_kv", "is 3", "multiple"),
+      CASE(b.u32(a + "attention.head_count_kv", 8), a + "attention.head_count_kv", "is 8"),
+      CASE(b.u32(a + "attention.key_length", 3), a + "attention.key_length", "is 3", "even"),
+      CASE(b.u32(a + "attention.key_length", 1u << 30), a + "attention.key_length", "1073741824"),
+      CASE((b.u32(a + "attention.key_length", 2), b.u32(a + "attention.value_length", 2)), "blk.0.attn_q.weight"),
+      CASE(b.u32(a + "attention.value_length", 8), a + "attention.value_length", "is 8"),
+      CASE(b.boolean(a + "attention.causal", false), a + "attention.causal", "false"),
+      CASE(b.u32(a + "pooling_type", 1), a + "pooling_type", "is 1"),
+      CASE(b.u32(a + "context_length", 1), a + "context_length", "is 1"),
+      CASE(b.u32(a + "block_count", 3), "blk.2.attn_norm.weight"),
+      CASE(b.u32(a + "feed_forward_length", 0), a + "feed_forward_length", "is 0"),
+      CASE(b.str("tokenizer.ggml.pre", "llama-bpe"), "pre-tokenizer 'llama-bpe'", "gpt2 with qwen2"),
+      CASE(b.remove("tokenizer.ggml.pre"), "pre-tokenizer ''"),
+      CASE(b.str("tokenizer.ggml.model", "llama"), "tokenizer 'llama'"),
+      CASE(b.strings("tokenizer.ggml.merges").push_back("hx"), "vocabulary is unusable", "merge 6"),
+      CASE(b.strings("tokenizer.ggml.merges").push_back("h zz"), "vocabulary is unusable", "missing"),
+      CASE(b.remove("tokenizer.ggml.merges"), "tokenizer.ggml.merges"),
+      CASE(b.strings("tokenizer.ggml.tokens")[5] = "\xff", "vocabulary is unusable", "UTF-8"),
+      CASE(b.ints("tokenizer.ggml.token_type")[7] = 9, "vocabulary is unusable", "type 9"),
+      CASE(b.ints("tokenizer.ggml.token_type").pop_back(), "types do not match"),
+      CASE(b.u32("tokenizer.ggml.eos_token_id", 999), "tokenizer.ggml.eos_token_id", "999"),
+      CASE(b.u32("tokenizer.ggml.eot_token_id", 26), "tokenizer.ggml.eot_token_id", "26"),
+      CASE((b.remove("tokenizer.ggml.eos_token_id"), b.strings("tokenizer.ggml.tokens")[22] = "<|eot|>"),
+           "lacks its BOS/EOS"),
+      CASE(b.boolean("tokenizer.ggml.add_bos_token", true), "lacks its BOS/EOS"),
+      CASE((b.strings("tokenizer.ggml.tokens").push_back("x"), b.ints("tokenizer.ggml.token_type").push_back(1)),
+           "token_embd.weight", "rows"),
+  };
+  run(tiny::qwen3, cases);
+}
+
 // A NaN or infinity in any tensor the forward pass reads, of any stored
 // type, is refused at load naming the tensor and where.
 void nonfinite_weights() {
@@ -206,6 +249,9 @@ void nonfinite_weights() {
       {tiny::gemma, "dense_3.weight", 0, kNaN, {"dense_3.weight", "scale"}},
       {tiny::gemma, "blk.1.attn_k_norm.weight", 0, kNaN, {"blk.1.attn_k_norm.weight"}},
       {tiny::gemma, "output_norm.weight", 7, -kInf, {"output_norm.weight"}},
+      {tiny::qwen3, "blk.1.attn_q_norm.weight", 2, kNaN, {"blk.1.attn_q_norm.weight"}},
+      {tiny::qwen3, "blk.0.attn_k.weight", 9, kInf, {"blk.0.attn_k.weight", "(inf)"}},  // F16
+      {tiny::qwen3, "blk.1.ffn_down.weight", 33, kNaN, {"blk.1.ffn_down.weight", "scale"}},  // Q8_0
   };
   for (const W& w : cases) {
     tiny::Builder b = w.make();
@@ -329,6 +375,7 @@ int main() {
   valid_models_load();
   bert_settings();
   gemma_settings();
+  qwen3_settings();
   nonfinite_weights();
   output_check();
   scan_matches_reference();

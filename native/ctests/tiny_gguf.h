@@ -1,4 +1,4 @@
-// Tiny BERT and EmbeddingGemma models built in memory: the real files' keys,
+// Tiny BERT, EmbeddingGemma and Qwen3 models built in memory: the real files' keys,
 // tensor names and layouts, at widths of 8, so a few KB. Small enough to load
 // thousands of mutants under the sanitizers (test_model_fuzz.cpp), editable
 // key by key for the load checks (test_model_load.cpp).
@@ -349,6 +349,79 @@ inline Builder gemma() {
     b.tensor(p + "ffn_up.weight", H, FF, w.make(H * FF), DType::F16);
     b.tensor(p + "ffn_down.weight", FF, H, w.make(FF * H), DType::Q8_0);
     norm(p + "post_ffw_norm.weight", H);
+  }
+  return b;
+}
+
+// Qwen3: 4 heads of 4 sharing 2 KV heads (head size 4 x 4 heads != width 8),
+// 2 layers, FF 32, a byte-level BPE vocabulary with merges, added tokens and
+// one padding entry; causal attention, last-token pooling.
+inline Builder qwen3() {
+  const int64_t H = 8, HD = 4, NH = 4, NKV = 2, FF = 32;
+  Builder b;
+  std::vector<std::string> tokens;
+  std::vector<int64_t> types;
+  // "\xC4\xA0" is U+0120 (Ġ), the byte-level space; "\xC4\x8A" U+010A (Ċ), the newline.
+  for (const char* t : {"h", "e", "l", "o", "w", "r", "d", "t", "a", "s", "k", "'", "1", "2", "\xC4\xA0", "\xC4\x8A",
+                        "he", "ll", "hell", "\xC4\xA0w", "or", "\xC4\xA0wor"}) {
+    tokens.push_back(t);
+    types.push_back(1);
+  }
+  for (const char* t : {"<|endoftext|>", "<|im_end|>"}) {
+    tokens.push_back(t);
+    types.push_back(3);
+  }
+  tokens.push_back("<think>");
+  types.push_back(4);
+  tokens.push_back("[PAD25]");
+  types.push_back(5);
+  const std::string a = "qwen3.";
+  b.str("general.architecture", "qwen3");
+  b.str("general.name", "tiny-qwen3");
+  b.u32(a + "context_length", 40);
+  b.u32(a + "embedding_length", H);
+  b.u32(a + "block_count", 2);
+  b.u32(a + "feed_forward_length", FF);
+  b.u32(a + "attention.head_count", NH);
+  b.u32(a + "attention.head_count_kv", NKV);
+  b.u32(a + "attention.key_length", HD);
+  b.u32(a + "attention.value_length", HD);
+  b.f32(a + "attention.layer_norm_rms_epsilon", 1e-6f);
+  b.f32(a + "rope.freq_base", 1e6f);
+  b.u32(a + "pooling_type", 3);
+  b.str("tokenizer.ggml.model", "gpt2");
+  b.str("tokenizer.ggml.pre", "qwen2");
+  b.strs("tokenizer.ggml.tokens", tokens);
+  b.i32s("tokenizer.ggml.token_type", types);
+  b.strs("tokenizer.ggml.merges", {"h e", "l l", "he ll", "\xC4\xA0 w", "o r", "\xC4\xA0w or"});
+  b.u32("tokenizer.ggml.eos_token_id", 22);
+  b.u32("tokenizer.ggml.eot_token_id", 23);
+  b.u32("tokenizer.ggml.padding_token_id", 22);
+  b.boolean("tokenizer.ggml.add_bos_token", false);
+  b.boolean("tokenizer.ggml.add_eos_token", true);
+  b.u32("embedq.max_seq_length", 32);
+  b.strs("embedq.prompt_names", {"query"});
+  b.strs("embedq.prompt_texts", {"Instruct: ask\nQuery:"});
+  b.i32s("embedq.dims_allowed", {8});
+
+  Weights w(3);
+  const int64_t V = (int64_t)tokens.size();
+  auto norm = [&](const std::string& n, int64_t size) { b.tensor(n, size, 0, w.make((size_t)size, 0.1f, 1.f)); };
+  b.tensor("token_embd.weight", H, V, w.make(H * V));
+  norm("output_norm.weight", H);
+  for (int l = 0; l < 2; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    norm(p + "attn_norm.weight", H);
+    b.tensor(p + "attn_q.weight", H, NH * HD, w.make(H * NH * HD));
+    b.tensor(p + "attn_k.weight", H, NKV * HD, w.make(H * NKV * HD), DType::F16);
+    b.tensor(p + "attn_v.weight", H, NKV * HD, w.make(H * NKV * HD));
+    norm(p + "attn_q_norm.weight", HD);
+    norm(p + "attn_k_norm.weight", HD);
+    b.tensor(p + "attn_output.weight", NH * HD, H, w.make(NH * HD * H));
+    norm(p + "ffn_norm.weight", H);
+    b.tensor(p + "ffn_gate.weight", H, FF, w.make(H * FF));
+    b.tensor(p + "ffn_up.weight", H, FF, w.make(H * FF));
+    b.tensor(p + "ffn_down.weight", FF, H, w.make(FF * H), DType::Q8_0);
   }
   return b;
 }
