@@ -251,7 +251,7 @@ def test_converter_refuses_what_the_runtime_cannot_reproduce(qwen3_dir, tmp_path
 # --------------------------------------------------------------------------- llama.cpp
 
 @pytest.mark.slow
-def test_layout_matches_llama_cpp_converter(qwen3_dir, qwen3_gguf, tmp_path):
+def test_layout_matches_llama_cpp_converter(qwen3_dir, qwen3_gguf, corpus, tmp_path):
     from helpers import peers
 
     # llama.cpp recognizes Qwen's pre-tokenizer by hashing real Qwen ids; ours is trained, so
@@ -265,6 +265,11 @@ def test_layout_matches_llama_cpp_converter(qwen3_dir, qwen3_gguf, tmp_path):
     assert set(ta) == set(tb)
     for name, t in tb.items():
         assert np.array_equal(np.asarray(ta[name].data), np.asarray(t.data)), name
+    # And the runtime takes llama.cpp's file as it is (no embedq keys): same ids, same vectors.
+    ours_m, theirs_m = Model(qwen3_gguf, threads=2), Model(theirs, threads=2)
+    texts = [t for t in corpus if len(ours_m.tokenize(t)) <= ours_m.max_tokens][:80]
+    assert all(ours_m.tokenize(t) == theirs_m.tokenize(t) for t in texts)
+    np.testing.assert_allclose(theirs_m.embed(texts), ours_m.embed(texts), atol=1e-6)
 
 
 @pytest.mark.slow
