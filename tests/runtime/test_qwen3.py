@@ -94,6 +94,27 @@ def test_tensors_equal_safetensors(qwen3_gguf, qwen3_dir):
     np.testing.assert_array_equal(matrix(got["output_norm.weight"]), st["norm.weight"])
 
 
+def test_causal_lm_folder_converts_to_the_same_file(qwen3_dir, qwen3_gguf, tmp_path):
+    # Qwen3ForCausalLM keeps the decoder under "model." and adds the LM head, which an
+    # embedding file has no use for: the same tensors come out.
+    from safetensors.numpy import save_file
+
+    folder = tmp_path / "causal"
+    shutil.copytree(qwen3_dir, folder)
+    st = load_file(str(folder / "model.safetensors"))
+    lm = {f"model.{k}": v for k, v in st.items()}
+    lm["lm_head.weight"] = st["embed_tokens.weight"] * 2
+    save_file(lm, str(folder / "model.safetensors"))
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["architectures"] = ["Qwen3ForCausalLM"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    out = conv.convert(folder, tmp_path / "causal.gguf", progress=False)
+    a, b = tensors(out), tensors(qwen3_gguf)
+    assert set(a) == set(b) and "output.weight" not in a
+    for name, t in b.items():
+        assert np.array_equal(np.asarray(a[name].data), np.asarray(t.data)), name
+
+
 @pytest.mark.parametrize("out_type", ["f16", "q8_0"])
 def test_quantized_files(qwen3_dir, qwen3_gguf, corpus, tmp_path, out_type):
     out = conv.convert(qwen3_dir, tmp_path / f"{out_type}.gguf", out_type, progress=False)
