@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .st_folders import randomize, save_st_folder
+
 # Qwen2's pre-tokenizer regex, as its tokenizer.json spells it.
 QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                  r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -58,16 +60,11 @@ def qwen_tokenizer(tok, workdir: Path):
 def build_st_folder(out: Path, tok, max_seq_length: int = 160, n_positions: int = 512, hidden: int = 64,
                     layers: int = 3, heads: int = 4, kv_heads: int = 2, head_dim: int = 32, ff: int = 160,
                     extra_rows: int = 5, rope_theta: float = 10000.0, seed: int = 0) -> Path:
-    """A sentence-transformers folder around a random Qwen3Model. Weights are drawn much larger
-    than transformers' initialisation so every layer changes the vectors, and the RMSNorm weights
-    are random too. The embedding table has `extra_rows` more rows than the tokenizer has tokens
-    (Qwen3 pads it the same way)."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    """A sentence-transformers folder around a random Qwen3Model (weights drawn as st_folders
+    draws them, RMSNorm weights around 1). The embedding table has `extra_rows` more rows than
+    the tokenizer has tokens (Qwen3 pads it the same way)."""
     from transformers import Qwen3Config, Qwen3Model
 
-    hf_dir = out.parent / (out.name + "-hf")
     hf_tok = qwen_tokenizer(tok, out.parent / (out.name + "-tok"))
     cfg = Qwen3Config(vocab_size=len(hf_tok) + extra_rows, hidden_size=hidden, intermediate_size=ff,
                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
@@ -75,25 +72,10 @@ def build_st_folder(out: Path, tok, max_seq_length: int = 160, n_positions: int 
                       rope_theta=rope_theta, tie_word_embeddings=True, attention_bias=False,
                       use_sliding_window=False, eos_token_id=hf_tok.convert_tokens_to_ids("<|endoftext|>"),
                       pad_token_id=hf_tok.pad_token_id, bos_token_id=None)
-    torch.manual_seed(seed)
     model = Qwen3Model(cfg)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            p.copy_(1.0 + 0.2 * noise if name.endswith("norm.weight") else 0.15 * noise)
-    model.eval()
-    model.save_pretrained(str(hf_dir))
-    hf_tok.save_pretrained(str(hf_dir))
-
-    modules = [Transformer(str(hf_dir), max_seq_length=max_seq_length),
-               Pooling(hidden, pooling_mode="lasttoken"), Normalize()]
-    st = SentenceTransformer(modules=modules, device="cpu", prompts={"query": QUERY_PROMPT, "document": ""})
-    st.save(str(out))
-    import shutil
-
-    shutil.rmtree(hf_dir)
-    return out
+    randomize(model, seed)
+    return save_st_folder(model, hf_tok, out, "lasttoken", True, max_seq_length,
+                          prompts={"query": QUERY_PROMPT, "document": ""})
 
 
 def st_vectors(folder: Path, texts: list[str], prompt_name: str | None = None, batch_size: int = 16) -> np.ndarray:

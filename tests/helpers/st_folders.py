@@ -15,7 +15,8 @@ def randomize(model, seed: int) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=gen)
-            if "LayerNorm.weight" in name or "layer_norm.weight" in name:
+            # BERT's LayerNorm, DistilBERT's *_layer_norm, Qwen3's RMSNorms (*layernorm, q_norm, norm).
+            if "LayerNorm.weight" in name or name.endswith(("norm.weight", "layernorm.weight")):
                 p.copy_(1.0 + 0.2 * noise)
             elif name.endswith("bias"):
                 p.copy_(0.1 * noise)
@@ -24,7 +25,8 @@ def randomize(model, seed: int) -> None:
     model.eval()
 
 
-def save_st_folder(model, tok, out: Path, pooling: str, normalize: bool, max_seq_length: int) -> Path:
+def save_st_folder(model, tok, out: Path, pooling: str, normalize: bool, max_seq_length: int,
+                   prompts: dict[str, str] | None = None) -> Path:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
@@ -35,6 +37,6 @@ def save_st_folder(model, tok, out: Path, pooling: str, normalize: bool, max_seq
                Pooling(model.config.hidden_size, pooling_mode=pooling)]
     if normalize:
         modules.append(Normalize())
-    SentenceTransformer(modules=modules, device="cpu").save(str(out))
+    SentenceTransformer(modules=modules, device="cpu", prompts=prompts).save(str(out))
     shutil.rmtree(hf_dir)
     return out
