@@ -139,7 +139,7 @@ class Model:
         """The tokenizer's ids for `text` WITHOUT the model's special tokens, and each id's
         character offsets [start, end) in `text` ((n, 2) int64), as HF `tokenizers` reports them.
         ValueError for a tokenizer that does not track offsets (WordPiece and Gemma's SentencePiece BPE do;
-        XLM-R's Unigram, whose charsmap can change lengths, does not yet)."""
+        XLM-R's Unigram, whose charsmap can change lengths, and Qwen3's byte-level BPE do not yet)."""
         got = self._m.tokenize_offsets(_check_text(text))
         if got is None:
             raise ValueError(f"the {self._m.info['tokenizer']!r} tokenizer of {self.path.name} does not give "

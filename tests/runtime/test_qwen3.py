@@ -171,6 +171,12 @@ def test_last_token_is_the_vector(qwen3_gguf):
     np.testing.assert_allclose(single, batched, atol=1e-6)
 
 
+def test_token_offsets_are_refused_clearly(qwen3_gguf):
+    # overflow="chunk" needs offsets, which the byte-level BPE does not track yet: one clear error.
+    with pytest.raises(ValueError, match="'gpt2' tokenizer .* does not give token offsets"):
+        Model(qwen3_gguf, threads=1).token_offsets("hello world")
+
+
 # --------------------------------------------------------------------------- hostile files
 
 def rewrite(src, dst, drop=(), **changes) -> None:
