@@ -158,7 +158,8 @@ PYBIND11_MODULE(_native, m) {
              o.threads = threads;
              if (activations == "f32") o.activations = ActivationMode::F32;
              else if (activations == "int8") o.activations = ActivationMode::INT8;
-             else throw py::value_error("activations must be 'f32' or 'int8', got '" + activations + "'");
+             else if (activations == "int16") o.activations = ActivationMode::INT16;
+             else throw py::value_error("activations must be 'f32', 'int8' or 'int16', got '" + activations + "'");
              o.max_tokens = max_tokens;
              if (batch_tokens < 1) throw py::value_error("batch_tokens must be positive");
              o.batch_tokens = batch_tokens;

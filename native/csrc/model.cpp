@@ -340,7 +340,9 @@ std::map<std::string, std::string> Model::info() const {
   for (auto& kv : bytes)
     if (kv.second > most) { most = kv.second; best = kv.first; }
   m["weight_type"] = best;
-  m["activations"] = opts_.activations == ActivationMode::INT8 ? "int8" : "f32";
+  m["activations"] = opts_.activations == ActivationMode::INT8    ? "int8"
+                     : opts_.activations == ActivationMode::INT16 ? "int16"
+                                                                  : "f32";
   m["normalize"] = normalize_default_ ? "true" : "false";
   return m;
 }

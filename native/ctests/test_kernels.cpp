@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -297,6 +298,144 @@ void test_gemm_q8(const Kernels& K) {
       }
 }
 
+// int16 activations ---------------------------------------------------------
+
+// Rows mixing ordinary values, exact ties at the reference scale, zeros and
+// one large outlier; plus whole rows that are zero, below kI16MinAmax, or
+// near the top of the float range.
+std::vector<float> rand_i16_row(size_t k, int mode) {
+  std::vector<float> x(k);
+  for (size_t i = 0; i < k; ++i) x[i] = uniform(-1.0f, 1.0f);
+  if (mode == 1) {  // amax = kI16Max makes id = 1, so half-integers are exact ties
+    for (size_t i = 0; i < k; ++i) x[i] = (float)irand(-32000, 32000) + (irand(0, 1) ? 0.5f : -0.5f);
+    x[(size_t)irand(0, (int)k - 1)] = irand(0, 1) ? kI16Max : -kI16Max;
+  }
+  if (mode == 2) x[(size_t)irand(0, (int)k - 1)] = 900.0f;  // outlier: the rest quantize coarsely
+  if (mode == 3) for (float& v : x) v = 0.0f;
+  if (mode == 4) for (float& v : x) v *= 1e-31f;  // whole row under kI16MinAmax
+  if (mode == 5) for (float& v : x) v *= 3e38f;
+  if (mode == 6) for (float& v : x) v *= 1e-29f;  // tiny but above the threshold
+  return x;
+}
+
+void test_quantize_i16(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  for (size_t k : {1, 7, 16, 17, 31, 32, 33, 96, 385, 1536}) {
+    for (int mode = 0; mode <= 6; ++mode) {
+      const auto x = rand_i16_row(k, mode);
+      std::vector<int16_t> got(k + 1, 0x5a5a), want(k);
+      const float dg = K.quantize_row_i16(x.data(), got.data(), k);
+      const float dw = R.quantize_row_i16(x.data(), want.data(), k);
+      size_t bad = 0;
+      for (size_t i = 0; i < k; ++i) bad += got[i] != want[i];
+      CHECK_MSG(bad == 0 && same_float(dg, dw) && got[k] == 0x5a5a,
+                "%s quantize_row_i16 k=%zu mode=%d: %zu quants differ, scale %g vs %g", K.name, k, mode, bad, dg,
+                dw);
+    }
+  }
+}
+
+// The scalar quantizer against its definition: the bound, the error, ties.
+void test_quantize_i16_reference() {
+  const Kernels& s = kernels_scalar();
+  for (int mode = 0; mode <= 6; ++mode) {
+    const size_t k = 384;
+    const auto x = rand_i16_row(k, mode);
+    std::vector<int16_t> q(k);
+    const float d = s.quantize_row_i16(x.data(), q.data(), k);
+    double amax = 0;
+    for (float v : x) amax = std::fmax(amax, std::fabs((double)v));
+    bool ok = true;
+    int qmax = 0;
+    for (size_t i = 0; i < k; ++i) {
+      qmax = std::max(qmax, std::abs((int)q[i]));
+      // Half a step of rounding plus the float arithmetic's few ulps.
+      if (d != 0.0f) ok = ok && std::fabs((double)q[i] * d - x[i]) <= 0.5 * d * (1 + 1e-5) + amax * 1e-6;
+    }
+    if (mode == 3 || mode == 4) ok = ok && d == 0.0f && qmax == 0;
+    else ok = ok && qmax == 32767;
+    CHECK_MSG(ok, "scalar quantize_row_i16 mode=%d: error within half a step, |q| <= 32767 reached", mode);
+  }
+  // Ties go to even: with amax = 32767 the scale is 1.
+  std::vector<float> x = {32767.0f, 2.5f, -2.5f, 3.5f, -0.5f, 1.5f};
+  std::vector<int16_t> q(x.size());
+  const float d = s.quantize_row_i16(x.data(), q.data(), x.size());
+  CHECK_MSG(d == 1.0f && q[0] == 32767 && q[1] == 2 && q[2] == -2 && q[3] == 4 && q[4] == 0 && q[5] == 2,
+            "scalar quantize_row_i16 hand row");
+}
+
+void test_row_to_i16(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  for (size_t nb : {1, 2, 3, 13, 48}) {
+    const auto w = rand_weights(nb);
+    const size_t n = nb * QK8_0;
+    std::vector<int16_t> qg(n), qw(n);
+    std::vector<float> dg(nb + 1, -7.0f), dw(nb);
+    K.row_to_i16_q8_0(w.data(), qg.data(), dg.data(), n);
+    R.row_to_i16_q8_0(w.data(), qw.data(), dw.data(), n);
+    bool ok = qg == qw && dg[nb] == -7.0f;
+    for (size_t b = 0; b < nb; ++b) ok = ok && same_float(dg[b], dw[b]) && dw[b] == fp16_to_fp32(w[b].d);
+    for (size_t t = 0; t < n; ++t) ok = ok && qw[t] == w[t / QK8_0].qs[t % QK8_0];
+    CHECK_MSG(ok, "%s row_to_i16_q8_0 blocks=%zu", K.name, nb);
+  }
+}
+
+void test_gemm_i16(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  for (size_t m : kMN)
+    for (size_t n : kMN)
+      for (size_t k : kBlockSizes) {
+        if (m * n * k > 400000 && !(m == 31 && n == 31)) continue;  // keep the sanitizer run short
+        const size_t nb = k / QK8_0, lda = k + 16, ldb = k + 32, ldbd = nb + 3, ldc = n + 1;
+        std::vector<int16_t> A((m - 1) * lda + k), B((n - 1) * ldb + k);
+        std::vector<float> ad(m), bd((n - 1) * ldbd + nb);
+        const int extreme = irand(0, 2);  // 1: every product at its largest magnitude
+        for (size_t i = 0; i < m; ++i) {
+          for (size_t t = 0; t < k; ++t)
+            A[i * lda + t] = (int16_t)(extreme == 1 ? (irand(0, 1) ? 32767 : -32767) : irand(-32767, 32767));
+          ad[i] = i % 5 == 4 ? 0.0f : uniform(1e-6f, 1e-3f);
+        }
+        const auto W = rand_weights((n - 1) * ldbd + nb);
+        for (size_t j = 0; j < n; ++j) {
+          for (size_t b = 0; b < nb; ++b) {
+            R.row_to_i16_q8_0(&W[j * ldbd + b], &B[j * ldb + b * QK8_0], &bd[j * ldbd + b], QK8_0);
+            if (extreme == 1)  // same sign as A everywhere: the block sum reaches 32 * 32767 * 128
+              for (int t = 0; t < QK8_0; ++t) B[j * ldb + b * QK8_0 + t] = A[b * QK8_0 + t] > 0 ? 127 : -128;
+          }
+        }
+        std::vector<float> C((m - 1) * ldc + n + 1, -999.0f), Cr(C.size(), -999.0f);
+        K.gemm_i16_nt(A.data(), lda, ad.data(), B.data(), ldb, bd.data(), ldbd, C.data(), ldc, m, n, k);
+        R.gemm_i16_nt(A.data(), lda, ad.data(), B.data(), ldb, bd.data(), ldbd, Cr.data(), ldc, m, n, k);
+        bool ok = true;
+        for (size_t i = 0; i < m && ok; ++i)
+          for (size_t j = 0; j < ldc && ok; ++j) {
+            const size_t at = i * ldc + j;
+            if (at >= C.size()) break;
+            if (j >= n) {
+              ok = C[at] == -999.0f;
+              continue;
+            }
+            double mag = 0, exact = 0;
+            for (size_t b = 0; b < nb; ++b) {
+              long long isum = 0, iabs = 0;
+              for (size_t t = b * QK8_0; t < (b + 1) * QK8_0; ++t) {
+                const long long p = (long long)A[i * lda + t] * B[j * ldb + t];
+                isum += p;
+                iabs += p < 0 ? -p : p;
+              }
+              const double s = (double)ad[i] * bd[j * ldbd + b];
+              mag += std::fabs(s) * (double)iabs;
+              exact += s * (double)isum;
+            }
+            // The reference rounds each block's int32 sum to float once more.
+            ok = std::fabs((double)C[at] - Cr[at]) <= 2 * tolerance(mag, nb) &&
+                 std::fabs((double)Cr[at] - exact) <= 2 * tolerance(mag, nb);
+            if (!ok) std::printf("  C[%zu,%zu] = %.9g, reference %.9g, exact %.9g\n", i, j, C[at], Cr[at], exact);
+          }
+        CHECK_MSG(ok, "%s gemm_i16_nt m=%zu n=%zu k=%zu", K.name, m, n, k);
+      }
+}
+
 // Dispatch -----------------------------------------------------------------
 
 // kernels_best() caches its answer, so each EMBEDQ_KERNELS value is tried in
@@ -371,6 +510,7 @@ void test_dispatch() {
 
 int main() {
   test_scalar_against_double();
+  test_quantize_i16_reference();
   test_dispatch();
   size_t count = 0;
   const char* const* names = kernels_available(&count);
@@ -385,6 +525,9 @@ int main() {
     test_quantize(K);
     test_gemm_f32(K);
     test_gemm_q8(K);
+    test_quantize_i16(K);
+    test_row_to_i16(K);
+    test_gemm_i16(K);
     std::printf("%-12s %s\n", K.name, check::failed == before ? "ok" : "FAILED");
   }
   return report();

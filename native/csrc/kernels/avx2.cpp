@@ -1,5 +1,7 @@
 // AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; reached only
 // after dispatch.cpp has checked the CPU).
+#include <cmath>
+
 #include "kernels/kernels.h"
 #include "kernels/tiling.h"
 
@@ -249,12 +251,109 @@ void gemm_q8_0_nt(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B, siz
   gemm_grid<Q8Tile>(A, lda_blocks, B, ldb_blocks, C, ldc, m, n, k / QK8_0);
 }
 
+
+// --- int16 activations ------------------------------------------------------
+
+float quantize_row_i16(const float* x, int16_t* q, size_t k) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_setzero_ps();
+  size_t i = 0;
+  for (; i + 8 <= k; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+  float amax = _mm_cvtss_f32(m4);
+  for (size_t t = i; t < k; ++t) amax = std::fmax(amax, std::fabs(x[t]));
+  if (!(amax >= kI16MinAmax)) {
+    for (size_t t = 0; t < k; ++t) q[t] = 0;
+    return 0.0f;
+  }
+  // cvtps rounds ties to even under the default MXCSR, like the reference's
+  // nearbyint; the clamp (done in int32, same result) bounds an ulp overshoot.
+  const float id = kI16Max / amax;
+  const __m256 vid = _mm256_set1_ps(id);
+  const __m256i lo = _mm256_set1_epi32(-(int)kI16Max), hi = _mm256_set1_epi32((int)kI16Max);
+  for (i = 0; i + 16 <= k; i += 16) {
+    __m256i v0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vid));
+    __m256i v1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8), vid));
+    v0 = _mm256_min_epi32(_mm256_max_epi32(v0, lo), hi);
+    v1 = _mm256_min_epi32(_mm256_max_epi32(v1, lo), hi);
+    // packs interleaves 128-bit lanes; the permute restores element order.
+    const __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(v0, v1), 0xd8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i), p);
+  }
+  for (; i < k; ++i) {
+    const float r = std::nearbyint(x[i] * id);
+    q[i] = (int16_t)std::fmin(std::fmax(r, -kI16Max), kI16Max);
+  }
+  return amax / kI16Max;
+}
+
+void row_to_i16_q8_0(const BlockQ8_0* src, int16_t* q, float* d, size_t n) {
+  for (size_t b = 0; b < n / QK8_0; ++b) {
+    d[b] = _cvtsh_ss(src[b].d);
+    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[b].qs));
+    const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[b].qs + 16));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * QK8_0), _mm256_cvtepi8_epi16(lo));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * QK8_0 + 16), _mm256_cvtepi8_epi16(hi));
+  }
+}
+
+// A block is two ymm of int16; two vpmaddwd and an add give 8 exact int32
+// sums, converted and scaled by the weight block's scale. 2x4 keeps the
+// accumulators, both A rows and one B block in the 16 registers.
+struct I16Tile {
+  using APtr = tiling::I16Rows;
+  using BPtr = tiling::I16Rows;
+  static constexpr int MR = 2, NR = 4;
+
+  template <int mr, int nr>
+  static void run(tiling::I16Rows A, size_t, tiling::I16Rows B, size_t, float* C, size_t ldc, size_t nb) {
+    __m256 acc[mr][4];
+    zero(acc);
+    for (size_t blk = 0; blk < nb; ++blk) {
+      __m256i a0[mr], a1[mr];
+#pragma GCC unroll 8
+      for (int i = 0; i < mr; ++i) {
+        a0[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A.q + i * A.ldq + blk * QK8_0));
+        a1[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A.q + i * A.ldq + blk * QK8_0 + 16));
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < nr; ++j) {
+        const int16_t* bq = B.q + j * B.ldq + blk * QK8_0;
+        const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq));
+        const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq + 16));
+        const __m256 d = _mm256_broadcast_ss(B.d + j * B.ldd + blk);
+#pragma GCC unroll 8
+        for (int i = 0; i < mr; ++i) {
+          const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(a0[i], b0), _mm256_madd_epi16(a1[i], b1));
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[i][j]);
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < mr; ++i) {
+      const __m256 s = _mm256_set1_ps(A.d[i * A.ldd]);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) acc[i][j] = _mm256_mul_ps(acc[i][j], s);
+    }
+    store_tile<mr, nr>(C, ldc, acc);
+  }
+};
+
+void gemm_i16_nt(const int16_t* A, size_t lda, const float* ad, const int16_t* B, size_t ldb, const float* bd,
+                 size_t ldbd, float* C, size_t ldc, size_t m, size_t n, size_t k) {
+  gemm_grid<I16Tile>(tiling::I16Rows{A, lda, ad, 1}, 1, tiling::I16Rows{B, ldb, bd, ldbd}, 1, C, ldc, m, n,
+                     k / QK8_0);
+}
+
 }  // namespace
 
 const Kernels* kernels_avx2() {
   static const Kernels k = {
       "avx2",          dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
       row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
+      quantize_row_i16, row_to_i16_q8_0, gemm_i16_nt,
   };
   return &k;
 }

@@ -31,6 +31,19 @@ struct Kernels {
   // Integer dot products: C[i*ldc + j] = dot(Aq row i, Bq row j), k in elements.
   void (*gemm_q8_0_nt)(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B, size_t ldb_blocks,
                        float* C, size_t ldc, size_t m, size_t n, size_t k);
+
+  // 16-bit activations (see quant.h, "int16 activations"). One activation row
+  // of k elements becomes int16 quants q with |q| <= kI16Max and one f32 scale
+  // (returned): x ~ scale * q. x must be finite.
+  float (*quantize_row_i16)(const float* x, int16_t* q, size_t k);
+  // One Q8_0 weight row as its int8 quants widened to int16 plus its block
+  // scales in f32 (n a multiple of 32): the operand layout gemm_i16_nt reads.
+  void (*row_to_i16_q8_0)(const BlockQ8_0* src, int16_t* q, float* d, size_t n);
+  // C[i*ldc + j] = ad[i] * sum_b bd[j*ldbd + b] * sum_{t in block b} A[i*lda + t] * B[j*ldb + t]
+  // with exact int32 block sums. Preconditions: |A| <= kI16Max, B in [-128, 127]
+  // (what the two functions above produce), k a multiple of 32.
+  void (*gemm_i16_nt)(const int16_t* A, size_t lda, const float* ad, const int16_t* B, size_t ldb,
+                      const float* bd, size_t ldbd, float* C, size_t ldc, size_t m, size_t n, size_t k);
 };
 
 // The reference implementation (always available).

@@ -70,12 +70,53 @@ void gemm_q8_0_nt(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B, siz
   }
 }
 
+// Ties to even (nearbyint under the default rounding mode), which is what the
+// SIMD conversions do, so every kernel set produces identical quants.
+float quantize_row_i16(const float* x, int16_t* q, size_t k) {
+  float amax = 0.0f;
+  for (size_t i = 0; i < k; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+  if (!(amax >= kI16MinAmax)) {
+    for (size_t i = 0; i < k; ++i) q[i] = 0;
+    return 0.0f;
+  }
+  const float id = kI16Max / amax;
+  for (size_t i = 0; i < k; ++i) {
+    // x * id can land an ulp above kI16Max; the clamp keeps the bound exact.
+    const float r = std::nearbyint(x[i] * id);
+    q[i] = (int16_t)std::fmin(std::fmax(r, -kI16Max), kI16Max);
+  }
+  return amax / kI16Max;
+}
+
+void row_to_i16_q8_0(const BlockQ8_0* src, int16_t* q, float* d, size_t n) {
+  for (size_t b = 0; b < n / QK8_0; ++b) {
+    d[b] = fp16_to_fp32(src[b].d);
+    for (int i = 0; i < QK8_0; ++i) q[b * QK8_0 + i] = src[b].qs[i];
+  }
+}
+
+void gemm_i16_nt(const int16_t* A, size_t lda, const float* ad, const int16_t* B, size_t ldb, const float* bd,
+                 size_t ldbd, float* C, size_t ldc, size_t m, size_t n, size_t k) {
+  for (size_t i = 0; i < m; ++i) {
+    for (size_t j = 0; j < n; ++j) {
+      float s = 0.0f;
+      for (size_t blk = 0; blk < k / QK8_0; ++blk) {
+        int32_t isum = 0;
+        for (size_t t = blk * QK8_0; t < (blk + 1) * QK8_0; ++t) isum += (int32_t)A[i * lda + t] * B[j * ldb + t];
+        s += bd[j * ldbd + blk] * (float)isum;
+      }
+      C[i * ldc + j] = ad[i] * s;
+    }
+  }
+}
+
 }  // namespace
 
 const Kernels& kernels_scalar() {
   static const Kernels k = {
       "scalar",        dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
       row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
+      quantize_row_i16, row_to_i16_q8_0, gemm_i16_nt,
   };
   return k;
 }
