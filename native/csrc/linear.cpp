@@ -78,18 +78,19 @@ void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, 
     rt.pool.parallel_for(m, [&](size_t i, int) { da[i] = k.quantize_row_i16(X + i * ldx, qa + i * K, K); });
     const size_t kb = K / QK8_0;
     const BlockQ8_0* wq = static_cast<const BlockQ8_0*>(t.data);
+    const size_t nq = i16_packed_quants(kPanelRows, K), nd = i16_packed_scales(kPanelRows, K);
     rt.pool.parallel_for(n_panels * n_tblocks, [&](size_t task, int thread) {
       const size_t tb = task / n_panels, p = task % n_panels;
       const size_t r0 = p * kPanelRows, rn = std::min(kPanelRows, N - r0);
       const size_t i0 = tb * kTokenBlock, in = std::min(kTokenBlock, m - i0);
-      // The panel's quants widened to int16 (half the f32 panel's bytes), then
-      // its block scales; a float scratch holds both (K int16 = K/2 floats).
-      float* scratch = rt.thread_scratch(thread, kPanelRows * (K / 2 + kb));
-      int16_t* panel = reinterpret_cast<int16_t*>(scratch);
-      float* pd = scratch + kPanelRows * K / 2;
-      for (size_t r = 0; r < rn; ++r) k.row_to_i16_q8_0(wq + (r0 + r) * kb, panel + r * K, pd + r * kb, K);
+      // The panel packed to int16 pairs (half the f32 panel's bytes), then its
+      // block scales, in one float scratch (nq int16 = nq / 2 floats).
+      float* scratch = rt.thread_scratch(thread, nq / 2 + nd);
+      int16_t* bq = reinterpret_cast<int16_t*>(scratch);
+      float* bd = scratch + nq / 2;
+      k.pack_q8_0_i16(wq + r0 * kb, kb, rn, K, bq, bd);
       float* y = Y + i0 * ldy + r0;
-      k.gemm_i16_nt(qa + i0 * K, K, da + i0, panel, K, pd, kb, y, ldy, in, rn, K);
+      k.gemm_i16_nt(qa + i0 * K, K, da + i0, bq, bd, y, ldy, in, rn, K);
       finish_tile(y, ldy, in, rn, w.bias ? w.bias + r0 : nullptr, epi);
     });
     return;

@@ -213,6 +213,8 @@ void Model::load() {
   if (threads < 1) threads = 1;
   const Kernels* k = opts_.kernels.empty() ? &kernels_best() : kernels_by_name(opts_.kernels.c_str());
   if (!k) throw std::invalid_argument("kernel set '" + opts_.kernels + "' is not available on this CPU");
+  if (opts_.activations == ActivationMode::AUTO)
+    opts_.activations = k->prefer_i16 ? ActivationMode::INT16 : ActivationMode::F32;
   rt_.reset(new Runtime(threads, opts_.activations, *k));
 
   // Every weight the forward pass reads, scanned once: a NaN or infinity in

@@ -18,7 +18,9 @@ namespace embedq {
 //  INT16: activations are quantized per row to int16 (error ~2^-16 of the
 //       row's largest value) and multiplied with the weights' int8 quants in
 //       exact integer block sums: the accuracy of F32 at integer speed.
-enum class ActivationMode { F32, INT8, INT16 };
+//  AUTO (an option, never a runtime's mode): INT16 where the kernel set says
+//       it is faster (Kernels::prefer_i16), F32 elsewhere.
+enum class ActivationMode { F32, INT8, INT16, AUTO };
 
 struct Runtime {
   Runtime(int threads, ActivationMode mode, const Kernels& kernels);

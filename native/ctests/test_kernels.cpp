@@ -315,13 +315,15 @@ std::vector<float> rand_i16_row(size_t k, int mode) {
   if (mode == 4) for (float& v : x) v *= 1e-31f;  // whole row under kI16MinAmax
   if (mode == 5) for (float& v : x) v *= 3e38f;
   if (mode == 6) for (float& v : x) v *= 1e-29f;  // tiny but above the threshold
+  if (mode == 7) x[(size_t)irand(0, (int)k - 1)] = irand(0, 1) ? INFINITY : -INFINITY;
+  if (mode == 8) x[(size_t)irand(0, (int)k - 1)] = NAN;
   return x;
 }
 
 void test_quantize_i16(const Kernels& K) {
   const Kernels& R = kernels_scalar();
   for (size_t k : {1, 7, 16, 17, 31, 32, 33, 96, 385, 1536}) {
-    for (int mode = 0; mode <= 6; ++mode) {
+    for (int mode = 0; mode <= 8; ++mode) {
       const auto x = rand_i16_row(k, mode);
       std::vector<int16_t> got(k + 1, 0x5a5a), want(k);
       const float dg = K.quantize_row_i16(x.data(), got.data(), k);
@@ -338,7 +340,7 @@ void test_quantize_i16(const Kernels& K) {
 // The scalar quantizer against its definition: the bound, the error, ties.
 void test_quantize_i16_reference() {
   const Kernels& s = kernels_scalar();
-  for (int mode = 0; mode <= 6; ++mode) {
+  for (int mode = 0; mode <= 8; ++mode) {
     const size_t k = 384;
     const auto x = rand_i16_row(k, mode);
     std::vector<int16_t> q(k);
@@ -353,6 +355,7 @@ void test_quantize_i16_reference() {
       if (d != 0.0f) ok = ok && std::fabs((double)q[i] * d - x[i]) <= 0.5 * d * (1 + 1e-5) + amax * 1e-6;
     }
     if (mode == 3 || mode == 4) ok = ok && d == 0.0f && qmax == 0;
+    else if (mode >= 7) ok = std::isnan(d) && qmax == 0;  // non-finite rows poison their products
     else ok = ok && qmax == 32767;
     CHECK_MSG(ok, "scalar quantize_row_i16 mode=%d: error within half a step, |q| <= 32767 reached", mode);
   }
@@ -364,48 +367,68 @@ void test_quantize_i16_reference() {
             "scalar quantize_row_i16 hand row");
 }
 
-void test_row_to_i16(const Kernels& K) {
+// Packing against the scalar reference (bit for bit) and the reference
+// against the layout's definition, with partial last groups and row strides.
+void test_pack_i16(const Kernels& K) {
   const Kernels& R = kernels_scalar();
-  for (size_t nb : {1, 2, 3, 13, 48}) {
-    const auto w = rand_weights(nb);
-    const size_t n = nb * QK8_0;
-    std::vector<int16_t> qg(n), qw(n);
-    std::vector<float> dg(nb + 1, -7.0f), dw(nb);
-    K.row_to_i16_q8_0(w.data(), qg.data(), dg.data(), n);
-    R.row_to_i16_q8_0(w.data(), qw.data(), dw.data(), n);
-    bool ok = qg == qw && dg[nb] == -7.0f;
-    for (size_t b = 0; b < nb; ++b) ok = ok && same_float(dg[b], dw[b]) && dw[b] == fp16_to_fp32(w[b].d);
-    for (size_t t = 0; t < n; ++t) ok = ok && qw[t] == w[t / QK8_0].qs[t % QK8_0];
-    CHECK_MSG(ok, "%s row_to_i16_q8_0 blocks=%zu", K.name, nb);
+  for (size_t rows : {1, 5, 16, 17, 31, 32, 33}) {
+    for (size_t k : {32, 96, 384}) {
+      const size_t nb = k / QK8_0, ldw = nb + 1;
+      const auto W = rand_weights((rows - 1) * ldw + nb);
+      const size_t nq = i16_packed_quants(rows, k), nd = i16_packed_scales(rows, k);
+      std::vector<int16_t> qg(nq + 1, 0x5a5a), qw(nq, 0x1111);
+      std::vector<float> dg(nd + 1, -7.0f), dw(nd, -3.0f);
+      K.pack_q8_0_i16(W.data(), ldw, rows, k, qg.data(), dg.data());
+      R.pack_q8_0_i16(W.data(), ldw, rows, k, qw.data(), dw.data());
+      bool ok = std::equal(qw.begin(), qw.end(), qg.begin()) && qg[nq] == 0x5a5a && dg[nd] == -7.0f;
+      for (size_t t = 0; t < nd; ++t) ok = ok && same_float(dg[t], dw[t]);
+      CHECK_MSG(ok, "%s pack_q8_0_i16 rows=%zu k=%zu", K.name, rows, k);
+      if (&K != &R) continue;
+      bool def = true;
+      for (size_t g = 0; g < i16_groups(rows); ++g)
+        for (size_t b = 0; b < nb; ++b)
+          for (size_t l = 0; l < kI16Group; ++l) {
+            const size_t row = g * kI16Group + l;
+            const float want_d = row < rows ? fp16_to_fp32(W[row * ldw + b].d) : 0.0f;
+            def = def && same_float(dw[(g * nb + b) * kI16Group + l], want_d);
+            for (size_t t = 0; t < (size_t)QK8_0; ++t) {
+              const int want = row < rows ? W[row * ldw + b].qs[t] : 0;
+              def = def && qw[(g * nb + b) * kI16Group * QK8_0 + (t / 2) * 2 * kI16Group + 2 * l + t % 2] == want;
+            }
+          }
+      CHECK_MSG(def, "scalar pack_q8_0_i16 follows the layout, rows=%zu k=%zu", rows, k);
+    }
   }
 }
 
 void test_gemm_i16(const Kernels& K) {
   const Kernels& R = kernels_scalar();
+  const size_t kN[] = {1, 2, 3, 5, 7, 13, 16, 17, 31, 32, 33, 47};
   for (size_t m : kMN)
-    for (size_t n : kMN)
+    for (size_t n : kN)
       for (size_t k : kBlockSizes) {
         if (m * n * k > 400000 && !(m == 31 && n == 31)) continue;  // keep the sanitizer run short
-        const size_t nb = k / QK8_0, lda = k + 16, ldb = k + 32, ldbd = nb + 3, ldc = n + 1;
-        std::vector<int16_t> A((m - 1) * lda + k), B((n - 1) * ldb + k);
-        std::vector<float> ad(m), bd((n - 1) * ldbd + nb);
-        const int extreme = irand(0, 2);  // 1: every product at its largest magnitude
+        const size_t nb = k / QK8_0, lda = k + 16, ldw = nb + 3, ldc = n + 1;
+        std::vector<int16_t> A((m - 1) * lda + k);
+        std::vector<float> ad(m);
+        const int extreme = irand(0, 2);  // 1: every product of row 0 at its largest magnitude
         for (size_t i = 0; i < m; ++i) {
           for (size_t t = 0; t < k; ++t)
             A[i * lda + t] = (int16_t)(extreme == 1 ? (irand(0, 1) ? 32767 : -32767) : irand(-32767, 32767));
           ad[i] = i % 5 == 4 ? 0.0f : uniform(1e-6f, 1e-3f);
         }
-        const auto W = rand_weights((n - 1) * ldbd + nb);
-        for (size_t j = 0; j < n; ++j) {
-          for (size_t b = 0; b < nb; ++b) {
-            R.row_to_i16_q8_0(&W[j * ldbd + b], &B[j * ldb + b * QK8_0], &bd[j * ldbd + b], QK8_0);
-            if (extreme == 1)  // same sign as A everywhere: the block sum reaches 32 * 32767 * 128
-              for (int t = 0; t < QK8_0; ++t) B[j * ldb + b * QK8_0 + t] = A[b * QK8_0 + t] > 0 ? 127 : -128;
-          }
-        }
+        auto W = rand_weights((n - 1) * ldw + nb);
+        if (extreme == 1)  // same sign as A's row 0: block sums reach 32 * 32767 * 128
+          for (size_t j = 0; j < n; ++j)
+            for (size_t b = 0; b < nb; ++b)
+              for (int t = 0; t < QK8_0; ++t) W[j * ldw + b].qs[t] = A[b * QK8_0 + t] > 0 ? 127 : -128;
+        // Exact sizes: a read past the packed panel hits ASan's redzone.
+        std::vector<int16_t> Bq(i16_packed_quants(n, k));
+        std::vector<float> Bd(i16_packed_scales(n, k));
+        R.pack_q8_0_i16(W.data(), ldw, n, k, Bq.data(), Bd.data());
         std::vector<float> C((m - 1) * ldc + n + 1, -999.0f), Cr(C.size(), -999.0f);
-        K.gemm_i16_nt(A.data(), lda, ad.data(), B.data(), ldb, bd.data(), ldbd, C.data(), ldc, m, n, k);
-        R.gemm_i16_nt(A.data(), lda, ad.data(), B.data(), ldb, bd.data(), ldbd, Cr.data(), ldc, m, n, k);
+        K.gemm_i16_nt(A.data(), lda, ad.data(), Bq.data(), Bd.data(), C.data(), ldc, m, n, k);
+        R.gemm_i16_nt(A.data(), lda, ad.data(), Bq.data(), Bd.data(), Cr.data(), ldc, m, n, k);
         bool ok = true;
         for (size_t i = 0; i < m && ok; ++i)
           for (size_t j = 0; j < ldc && ok; ++j) {
@@ -418,12 +441,12 @@ void test_gemm_i16(const Kernels& K) {
             double mag = 0, exact = 0;
             for (size_t b = 0; b < nb; ++b) {
               long long isum = 0, iabs = 0;
-              for (size_t t = b * QK8_0; t < (b + 1) * QK8_0; ++t) {
-                const long long p = (long long)A[i * lda + t] * B[j * ldb + t];
+              for (size_t t = 0; t < (size_t)QK8_0; ++t) {
+                const long long p = (long long)A[i * lda + b * QK8_0 + t] * W[j * ldw + b].qs[t];
                 isum += p;
                 iabs += p < 0 ? -p : p;
               }
-              const double s = (double)ad[i] * bd[j * ldbd + b];
+              const double s = (double)ad[i] * fp16_to_fp32(W[j * ldw + b].d);
               mag += std::fabs(s) * (double)iabs;
               exact += s * (double)isum;
             }
@@ -479,6 +502,10 @@ void test_dispatch() {
     const Kernels* k = kernels_by_name(names[i]);
     CHECK_MSG(k && std::strcmp(k->name, names[i]) == 0, "kernels_by_name(%s)", names[i]);
   }
+  // int16 activations become the default only where VPDPWSSD makes them faster.
+  for (size_t i = 0; i < count; ++i)
+    CHECK_MSG(kernels_by_name(names[i])->prefer_i16 == (std::strcmp(names[i], "avx512vnni") == 0),
+              "%s prefer_i16", names[i]);
   CHECK_MSG(kernels_by_name("bogus") == nullptr && kernels_by_name(nullptr) == nullptr, "unknown name -> null");
 #if defined(EMBEDQ_X86)
   CHECK_MSG(kernels_neon() == nullptr, "no NEON kernels on x86");
@@ -526,7 +553,7 @@ int main() {
     test_gemm_f32(K);
     test_gemm_q8(K);
     test_quantize_i16(K);
-    test_row_to_i16(K);
+    test_pack_i16(K);
     test_gemm_i16(K);
     std::printf("%-12s %s\n", K.name, check::failed == before ? "ok" : "FAILED");
   }

@@ -1,6 +1,8 @@
 // AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; reached only
 // after dispatch.cpp has checked the CPU).
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/kernels.h"
 #include "kernels/tiling.h"
@@ -256,17 +258,26 @@ void gemm_q8_0_nt(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B, siz
 
 float quantize_row_i16(const float* x, int16_t* q, size_t k) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  __m256 m = _mm256_setzero_ps();
+  // x - x is 0 for finite x and NaN otherwise (max_ps alone can drop a NaN).
+  __m256 m = _mm256_setzero_ps(), nf = _mm256_setzero_ps();
   size_t i = 0;
-  for (; i + 8 <= k; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+  for (; i + 8 <= k; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
+    nf = _mm256_add_ps(nf, _mm256_sub_ps(v, v));
+  }
+  bool finite = _mm256_movemask_ps(_mm256_cmp_ps(nf, nf, _CMP_UNORD_Q)) == 0;
   __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
   m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
   m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
   float amax = _mm_cvtss_f32(m4);
-  for (size_t t = i; t < k; ++t) amax = std::fmax(amax, std::fabs(x[t]));
-  if (!(amax >= kI16MinAmax)) {
+  for (size_t t = i; t < k; ++t) {
+    amax = std::fmax(amax, std::fabs(x[t]));
+    finite = finite && std::isfinite(x[t]);
+  }
+  if (!finite || !(amax >= kI16MinAmax)) {
     for (size_t t = 0; t < k; ++t) q[t] = 0;
-    return 0.0f;
+    return finite ? 0.0f : NAN;
   }
   // cvtps rounds ties to even under the default MXCSR, like the reference's
   // nearbyint; the clamp (done in int32, same result) bounds an ulp overshoot.
@@ -289,62 +300,97 @@ float quantize_row_i16(const float* x, int16_t* q, size_t k) {
   return amax / kI16Max;
 }
 
-void row_to_i16_q8_0(const BlockQ8_0* src, int16_t* q, float* d, size_t n) {
-  for (size_t b = 0; b < n / QK8_0; ++b) {
-    d[b] = _cvtsh_ss(src[b].d);
-    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[b].qs));
-    const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[b].qs + 16));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * QK8_0), _mm256_cvtepi8_epi16(lo));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + b * QK8_0 + 16), _mm256_cvtepi8_epi16(hi));
+void pack_q8_0_i16(const BlockQ8_0* W, size_t ldw_blocks, size_t rows, size_t k, int16_t* q, float* d) {
+  const size_t nb = k / QK8_0;
+  for (size_t g = 0; g < i16_groups(rows); ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      // Pair p of row l goes to lane l of vector p (kernels.h): a transpose of
+      // 32-bit pairs through memory, cheap next to the GEMM that reuses it.
+      int32_t* qb = reinterpret_cast<int32_t*>(q + (g * nb + b) * kI16Group * QK8_0);
+      float* db = d + (g * nb + b) * kI16Group;
+      for (size_t l = 0; l < kI16Group; ++l) {
+        const size_t row = g * kI16Group + l;
+        if (row >= rows) {
+          db[l] = 0.0f;
+          for (int p = 0; p < QK8_0 / 2; ++p) qb[p * kI16Group + l] = 0;
+          continue;
+        }
+        const BlockQ8_0& src = W[row * ldw_blocks + b];
+        db[l] = _cvtsh_ss(src.d);
+        alignas(32) int32_t pairs[QK8_0 / 2];
+        const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src.qs));
+        const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src.qs + 16));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(pairs), _mm256_cvtepi8_epi16(lo));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(pairs + 8), _mm256_cvtepi8_epi16(hi));
+        for (int p = 0; p < QK8_0 / 2; ++p) qb[p * kI16Group + l] = pairs[p];
+      }
+    }
+}
+
+// mr activation rows x one group of 16 columns (two ymm halves). Per block,
+// 16 steps of: broadcast an activation pair, vpmaddwd against each half,
+// add into int32 accumulators; then one conversion and FMA per accumulator
+// applies the block's weight scales. 3 rows: 6 int32 + 6 f32 accumulators,
+// 2 weight halves and the broadcast fill 15 of the 16 registers.
+template <int mr>
+void i16_tile(const int16_t* A, size_t lda, const float* ad, const int16_t* Bq, const float* Bd, size_t nb,
+              float* C, size_t ldc, size_t cols) {
+  __m256 acc[mr][2];
+#pragma GCC unroll 4
+  for (int i = 0; i < mr; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (size_t b = 0; b < nb; ++b) {
+    __m256i iacc[mr][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; ++i) iacc[i][0] = iacc[i][1] = _mm256_setzero_si256();
+    const int16_t* bq = Bq + b * kI16Group * QK8_0;
+#pragma GCC unroll 16
+    for (int p = 0; p < QK8_0 / 2; ++p) {
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq + p * 2 * kI16Group));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq + p * 2 * kI16Group + 16));
+#pragma GCC unroll 4
+      for (int i = 0; i < mr; ++i) {
+        int32_t pair;
+        std::memcpy(&pair, A + i * lda + b * QK8_0 + 2 * p, sizeof pair);
+        const __m256i a = _mm256_set1_epi32(pair);
+        iacc[i][0] = _mm256_add_epi32(iacc[i][0], _mm256_madd_epi16(a, w0));
+        iacc[i][1] = _mm256_add_epi32(iacc[i][1], _mm256_madd_epi16(a, w1));
+      }
+    }
+    const __m256 d0 = _mm256_loadu_ps(Bd + b * kI16Group), d1 = _mm256_loadu_ps(Bd + b * kI16Group + 8);
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; ++i) {
+      acc[i][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[i][0]), d0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[i][1]), d1, acc[i][1]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < mr; ++i) {
+    const __m256 s = _mm256_set1_ps(ad[i]);
+    float* c = C + i * ldc;
+    if (cols == kI16Group) {
+      _mm256_storeu_ps(c, _mm256_mul_ps(acc[i][0], s));
+      _mm256_storeu_ps(c + 8, _mm256_mul_ps(acc[i][1], s));
+    } else {
+      alignas(32) float t[16];
+      _mm256_store_ps(t, _mm256_mul_ps(acc[i][0], s));
+      _mm256_store_ps(t + 8, _mm256_mul_ps(acc[i][1], s));
+      for (size_t j = 0; j < cols; ++j) c[j] = t[j];
+    }
   }
 }
 
-// A block is two ymm of int16; two vpmaddwd and an add give 8 exact int32
-// sums, converted and scaled by the weight block's scale. 2x4 keeps the
-// accumulators, both A rows and one B block in the 16 registers.
-struct I16Tile {
-  using APtr = tiling::I16Rows;
-  using BPtr = tiling::I16Rows;
-  static constexpr int MR = 2, NR = 4;
-
-  template <int mr, int nr>
-  static void run(tiling::I16Rows A, size_t, tiling::I16Rows B, size_t, float* C, size_t ldc, size_t nb) {
-    __m256 acc[mr][4];
-    zero(acc);
-    for (size_t blk = 0; blk < nb; ++blk) {
-      __m256i a0[mr], a1[mr];
-#pragma GCC unroll 8
-      for (int i = 0; i < mr; ++i) {
-        a0[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A.q + i * A.ldq + blk * QK8_0));
-        a1[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A.q + i * A.ldq + blk * QK8_0 + 16));
-      }
-#pragma GCC unroll 4
-      for (int j = 0; j < nr; ++j) {
-        const int16_t* bq = B.q + j * B.ldq + blk * QK8_0;
-        const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq));
-        const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq + 16));
-        const __m256 d = _mm256_broadcast_ss(B.d + j * B.ldd + blk);
-#pragma GCC unroll 8
-        for (int i = 0; i < mr; ++i) {
-          const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(a0[i], b0), _mm256_madd_epi16(a1[i], b1));
-          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc[i][j]);
-        }
-      }
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < mr; ++i) {
-      const __m256 s = _mm256_set1_ps(A.d[i * A.ldd]);
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j) acc[i][j] = _mm256_mul_ps(acc[i][j], s);
-    }
-    store_tile<mr, nr>(C, ldc, acc);
+void gemm_i16_nt(const int16_t* A, size_t lda, const float* ad, const int16_t* Bq, const float* Bd, float* C,
+                 size_t ldc, size_t m, size_t n, size_t k) {
+  const size_t nb = k / QK8_0;
+  for (size_t g = 0; g < i16_groups(n); ++g) {
+    const size_t c0 = g * kI16Group, cols = std::min(n - c0, kI16Group);
+    const int16_t* bq = Bq + g * nb * kI16Group * QK8_0;
+    const float* bd = Bd + g * nb * kI16Group;
+    size_t i = 0;
+    for (; i + 3 <= m; i += 3) i16_tile<3>(A + i * lda, lda, ad + i, bq, bd, nb, C + i * ldc + c0, ldc, cols);
+    if (m - i == 2) i16_tile<2>(A + i * lda, lda, ad + i, bq, bd, nb, C + i * ldc + c0, ldc, cols);
+    if (m - i == 1) i16_tile<1>(A + i * lda, lda, ad + i, bq, bd, nb, C + i * ldc + c0, ldc, cols);
   }
-};
-
-void gemm_i16_nt(const int16_t* A, size_t lda, const float* ad, const int16_t* B, size_t ldb, const float* bd,
-                 size_t ldbd, float* C, size_t ldc, size_t m, size_t n, size_t k) {
-  gemm_grid<I16Tile>(tiling::I16Rows{A, lda, ad, 1}, 1, tiling::I16Rows{B, ldb, bd, ldbd}, 1, C, ldc, m, n,
-                     k / QK8_0);
 }
 
 }  // namespace
@@ -353,7 +399,7 @@ const Kernels* kernels_avx2() {
   static const Kernels k = {
       "avx2",          dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
       row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
-      quantize_row_i16, row_to_i16_q8_0, gemm_i16_nt,
+      quantize_row_i16, pack_q8_0_i16, gemm_i16_nt, false,
   };
   return &k;
 }

@@ -1,5 +1,8 @@
 // AVX-512 (F, BW, VL, DQ) kernels. Compiled with those flags plus AVX2/FMA/
 // F16C; reached only after dispatch.cpp has checked the CPU and the OS.
+#include <algorithm>
+#include <cstring>
+
 #include "kernels/kernels.h"
 #include "kernels/tiling.h"
 
@@ -336,14 +339,24 @@ void gemm_q8_0_nt_vnni(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B
 // --- int16 activations ------------------------------------------------------
 
 float quantize_row_i16(const float* x, int16_t* q, size_t k) {
-  __m512 m = _mm512_setzero_ps();
+  // x - x is 0 for finite x and NaN otherwise (max_ps alone can drop a NaN).
+  __m512 m = _mm512_setzero_ps(), nf = _mm512_setzero_ps();
   size_t i = 0;
-  for (; i + 16 <= k; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-  if (i < k) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask16(k - i), x + i)));
+  for (; i + 16 <= k; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    m = _mm512_max_ps(m, _mm512_abs_ps(v));
+    nf = _mm512_add_ps(nf, _mm512_sub_ps(v, v));
+  }
+  if (i < k) {
+    const __m512 v = _mm512_maskz_loadu_ps(tail_mask16(k - i), x + i);
+    m = _mm512_max_ps(m, _mm512_abs_ps(v));
+    nf = _mm512_add_ps(nf, _mm512_sub_ps(v, v));
+  }
   const float amax = _mm512_reduce_max_ps(m);
-  if (!(amax >= kI16MinAmax)) {
+  const bool finite = _mm512_cmp_ps_mask(nf, nf, _CMP_UNORD_Q) == 0;
+  if (!finite || !(amax >= kI16MinAmax)) {
     for (size_t t = 0; t < k; ++t) q[t] = 0;
-    return 0.0f;
+    return finite ? 0.0f : NAN;
   }
   // cvtps rounds ties to even under the default MXCSR, like the reference's
   // nearbyint; the clamp (done in int32, same result) bounds an ulp overshoot.
@@ -362,62 +375,48 @@ float quantize_row_i16(const float* x, int16_t* q, size_t k) {
   return amax / kI16Max;
 }
 
-void row_to_i16_q8_0(const BlockQ8_0* src, int16_t* q, float* d, size_t n) {
-  for (size_t b = 0; b < n / QK8_0; ++b) {
-    d[b] = _cvtsh_ss(src[b].d);
-    const __m256i q8 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[b].qs));
-    _mm512_storeu_si512(q + b * QK8_0, _mm512_cvtepi8_epi16(q8));
-  }
-}
-
-// One block of 32 int16 fills a zmm; vpmaddwd leaves 16 exact int32 pair
-// sums, converted and scaled by the weight block's scale into f32
-// accumulators. VPDPWSSD would add nothing here: each block's integer sum
-// starts from zero because a per-block scale follows it, and from zero
-// VPDPWSSD computes exactly vpmaddwd. The activation row scale is applied
-// once per tile. Three instructions per 32 multiply-adds against the f32
-// path's two FMAs, but the integer multiply and the conversion do not
-// compete with FMAs for Zen 4's FMA pipes, and the operands are half as wide.
-struct I16Tile {
-  using APtr = tiling::I16Rows;
-  using BPtr = tiling::I16Rows;
-  static constexpr int MR = 4, NR = 4;
-
-  template <int mr, int nr>
-  static void run(tiling::I16Rows A, size_t, tiling::I16Rows B, size_t, float* C, size_t ldc, size_t nb) {
-    __m512 acc[mr][nr];
-    zero(acc);
-    for (size_t blk = 0; blk < nb; ++blk) {
-      __m512i b[nr];
-      __m512 d[nr];
-#pragma GCC unroll 8
-      for (int j = 0; j < nr; ++j) {
-        b[j] = _mm512_loadu_si512(B.q + j * B.ldq + blk * QK8_0);
-        d[j] = _mm512_set1_ps(B.d[j * B.ldd + blk]);
-      }
-#pragma GCC unroll 8
-      for (int i = 0; i < mr; ++i) {
-        const __m512i a = _mm512_loadu_si512(A.q + i * A.ldq + blk * QK8_0);
-#pragma GCC unroll 8
-        for (int j = 0; j < nr; ++j)
-          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_madd_epi16(a, b[j])), d[j], acc[i][j]);
+// Packs each 16-row group block by block: the pair layout is a 32-bit
+// transpose of the 16 rows' widened blocks (kernels.h).
+void pack_q8_0_i16(const BlockQ8_0* W, size_t ldw_blocks, size_t rows, size_t k, int16_t* q, float* d) {
+  const size_t nb = k / QK8_0;
+  for (size_t g = 0; g < i16_groups(rows); ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      // Row l's block widened to 32 int16 = 16 int32 pairs; pair p of every
+      // row goes to vector p. A 16x16 transpose of 32-bit elements, done
+      // through memory with scatter-free strided stores: cheap next to the
+      // GEMM, which reuses the packed panel for every token.
+      int32_t* qb = reinterpret_cast<int32_t*>(q + (g * nb + b) * kI16Group * QK8_0);
+      float* db = d + (g * nb + b) * kI16Group;
+      for (size_t l = 0; l < kI16Group; ++l) {
+        const size_t row = g * kI16Group + l;
+        if (row >= rows) {
+          db[l] = 0.0f;
+          for (int p = 0; p < QK8_0 / 2; ++p) qb[p * kI16Group + l] = 0;
+          continue;
+        }
+        const BlockQ8_0& src = W[row * ldw_blocks + b];
+        db[l] = _cvtsh_ss(src.d);
+        alignas(64) int32_t pairs[QK8_0 / 2];
+        _mm512_store_si512(pairs, _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src.qs))));
+        for (int p = 0; p < QK8_0 / 2; ++p) qb[p * kI16Group + l] = pairs[p];
       }
     }
-#pragma GCC unroll 8
-    for (int i = 0; i < mr; ++i) {
-      const __m512 s = _mm512_set1_ps(A.d[i * A.ldd]);
-#pragma GCC unroll 8
-      for (int j = 0; j < nr; ++j) acc[i][j] = _mm512_mul_ps(acc[i][j], s);
-    }
-    store_tile(C, ldc, acc);
-  }
-};
-
-void gemm_i16_nt(const int16_t* A, size_t lda, const float* ad, const int16_t* B, size_t ldb, const float* bd,
-                 size_t ldbd, float* C, size_t ldc, size_t m, size_t n, size_t k) {
-  gemm_grid<I16Tile>(tiling::I16Rows{A, lda, ad, 1}, 1, tiling::I16Rows{B, ldb, bd, ldbd}, 1, C, ldc, m, n,
-                     k / QK8_0);
 }
+
+#define EMBEDQ_I16_NS i16_plain
+#define EMBEDQ_I16_VNNI 0
+#include "kernels/avx512_i16.inc"
+#undef EMBEDQ_I16_NS
+#undef EMBEDQ_I16_VNNI
+
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#define EMBEDQ_I16_NS i16_vnni
+#define EMBEDQ_I16_VNNI 1
+#include "kernels/avx512_i16.inc"
+#undef EMBEDQ_I16_NS
+#undef EMBEDQ_I16_VNNI
+#pragma GCC pop_options
 
 }  // namespace
 
@@ -425,17 +424,17 @@ const Kernels* kernels_avx512() {
   static const Kernels k = {
       "avx512",        dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
       row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
-      quantize_row_i16, row_to_i16_q8_0, gemm_i16_nt,
+      quantize_row_i16, pack_q8_0_i16, i16_plain::gemm_i16_nt, false,
   };
   return &k;
 }
 
-// Same as "avx512" except for the VNNI integer GEMM.
+// Same as "avx512" except for the VNNI integer GEMMs.
 const Kernels* kernels_avx512vnni() {
   static const Kernels k = {
       "avx512vnni",    dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
       row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt_vnni,
-      quantize_row_i16, row_to_i16_q8_0, gemm_i16_nt,
+      quantize_row_i16, pack_q8_0_i16, i16_vnni::gemm_i16_nt, true,
   };
   return &k;
 }

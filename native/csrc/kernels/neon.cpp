@@ -184,7 +184,7 @@ const Kernels* kernels_neon() {
     return Kernels{
         "neon",          dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
         row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
-        s.quantize_row_i16, s.row_to_i16_q8_0, s.gemm_i16_nt,
+        s.quantize_row_i16, s.pack_q8_0_i16, s.gemm_i16_nt, false,
     };
   }();
   return &k;

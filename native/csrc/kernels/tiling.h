@@ -2,40 +2,9 @@
 // inside each file with that file's tiles (and compiled with its flags).
 #pragma once
 #include <cstddef>
-#include <cstdint>
-#include <type_traits>
 
 namespace embedq {
 namespace tiling {
-
-// Operand types: `const Tile::Elem*` for both A and B unless the tile names
-// its own Tile::APtr / Tile::BPtr, which may be any type with `p + rows`
-// (operands that carry scales beside their quants pass ld = 1 and advance
-// by whole rows).
-template <class T, class = void>
-struct Ptrs {
-  using A = const typename T::Elem*;
-  using B = const typename T::Elem*;
-};
-template <class T>
-struct Ptrs<T, std::void_t<typename T::APtr>> {
-  using A = typename T::APtr;
-  using B = typename T::BPtr;
-};
-// Rows of int16 quants with f32 scales beside them (gemm_i16_nt's operands):
-// activations have one scale per row (ldd = 1), weights one per block.
-struct I16Rows {
-  const int16_t* q;
-  size_t ldq;
-  const float* d;
-  size_t ldd;
-  I16Rows operator+(size_t rows) const { return {q + rows * ldq, ldq, d + rows * ldd, ldd}; }
-};
-
-template <class T>
-using APtr = typename Ptrs<T>::A;
-template <class T>
-using BPtr = typename Ptrs<T>::B;
 
 // Walks an m x n output in Tile::MR x Tile::NR tiles (MR rows of A against NR
 // rows of B); leftover rows and columns go to smaller instantiations of the
@@ -43,7 +12,7 @@ using BPtr = typename Ptrs<T>::B;
 // the whole B panel before moving on: the A rows stay in L1 while B streams
 // from L2. depth is k for f32 and the block count for Q8_0.
 template <class Tile, int MR, int R = Tile::NR - 1>
-inline void grid_col_tail(size_t rem, APtr<Tile> A, size_t lda, BPtr<Tile> B,
+inline void grid_col_tail(size_t rem, const typename Tile::Elem* A, size_t lda, const typename Tile::Elem* B,
                           size_t ldb, float* C, size_t ldc, size_t depth) {
   if constexpr (R > 0) {
     if (rem == R)
@@ -54,7 +23,7 @@ inline void grid_col_tail(size_t rem, APtr<Tile> A, size_t lda, BPtr<Tile> B,
 }
 
 template <class Tile, int MR>
-void grid_row_block(APtr<Tile> A, size_t lda, BPtr<Tile> B, size_t ldb,
+void grid_row_block(const typename Tile::Elem* A, size_t lda, const typename Tile::Elem* B, size_t ldb,
                     float* C, size_t ldc, size_t n, size_t depth) {
   size_t j = 0;
   for (; j + Tile::NR <= n; j += Tile::NR)
@@ -63,7 +32,7 @@ void grid_row_block(APtr<Tile> A, size_t lda, BPtr<Tile> B, size_t ldb,
 }
 
 template <class Tile, int R = Tile::MR - 1>
-inline void grid_row_tail(size_t rem, APtr<Tile> A, size_t lda, BPtr<Tile> B,
+inline void grid_row_tail(size_t rem, const typename Tile::Elem* A, size_t lda, const typename Tile::Elem* B,
                           size_t ldb, float* C, size_t ldc, size_t n, size_t depth) {
   if constexpr (R > 0) {
     if (rem == R)
@@ -74,7 +43,7 @@ inline void grid_row_tail(size_t rem, APtr<Tile> A, size_t lda, BPtr<Tile> B,
 }
 
 template <class Tile>
-void gemm_grid(APtr<Tile> A, size_t lda, BPtr<Tile> B, size_t ldb, float* C,
+void gemm_grid(const typename Tile::Elem* A, size_t lda, const typename Tile::Elem* B, size_t ldb, float* C,
                size_t ldc, size_t m, size_t n, size_t depth) {
   size_t i = 0;
   for (; i + Tile::MR <= m; i += Tile::MR)
