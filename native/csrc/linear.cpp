@@ -71,12 +71,12 @@ void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, 
   }
 
   if (t.type == DType::Q8_0 && rt.mode == ActivationMode::INT16) {
+    const size_t kb = K / QK8_0;
     rt.i16act.resize(m * K);
-    rt.i16scale.resize(m);
+    rt.i16scale.resize(m * kb);
     int16_t* qa = rt.i16act.data();
     float* da = rt.i16scale.data();
-    rt.pool.parallel_for(m, [&](size_t i, int) { da[i] = k.quantize_row_i16(X + i * ldx, qa + i * K, K); });
-    const size_t kb = K / QK8_0;
+    rt.pool.parallel_for(m, [&](size_t i, int) { k.quantize_row_i16(X + i * ldx, qa + i * K, da + i * kb, K); });
     const BlockQ8_0* wq = static_cast<const BlockQ8_0*>(t.data);
     const size_t nq = i16_packed_quants(kPanelRows, K), nd = i16_packed_scales(kPanelRows, K);
     rt.pool.parallel_for(n_panels * n_tblocks, [&](size_t task, int thread) {
@@ -90,7 +90,7 @@ void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, 
       float* bd = scratch + nq / 2;
       k.pack_q8_0_i16(wq + r0 * kb, kb, rn, K, bq, bd);
       float* y = Y + i0 * ldy + r0;
-      k.gemm_i16_nt(qa + i0 * K, K, da + i0, bq, bd, y, ldy, in, rn, K);
+      k.gemm_i16_nt(qa + i0 * K, K, da + i0 * kb, kb, bq, bd, y, ldy, in, rn, K);
       finish_tile(y, ldy, in, rn, w.bias ? w.bias + r0 : nullptr, epi);
     });
     return;

@@ -300,39 +300,44 @@ void test_gemm_q8(const Kernels& K) {
 
 // int16 activations ---------------------------------------------------------
 
-// Rows mixing ordinary values, exact ties at the reference scale, zeros and
-// one large outlier; plus whole rows that are zero, below kI16MinAmax, or
-// near the top of the float range.
+// Rows (k a multiple of 32) mixing ordinary values, exact ties at the
+// reference scale, zeros and outliers; blocks of very different magnitudes;
+// and rows that are zero, below kI16MinAmax, near the top of the float range,
+// or hold an inf or a NaN.
 std::vector<float> rand_i16_row(size_t k, int mode) {
   std::vector<float> x(k);
   for (size_t i = 0; i < k; ++i) x[i] = uniform(-1.0f, 1.0f);
   if (mode == 1) {  // amax = kI16Max makes id = 1, so half-integers are exact ties
     for (size_t i = 0; i < k; ++i) x[i] = (float)irand(-32000, 32000) + (irand(0, 1) ? 0.5f : -0.5f);
-    x[(size_t)irand(0, (int)k - 1)] = irand(0, 1) ? kI16Max : -kI16Max;
+    for (size_t b = 0; b < k / QK8_0; ++b) x[b * QK8_0 + (size_t)irand(0, 31)] = irand(0, 1) ? kI16Max : -kI16Max;
   }
-  if (mode == 2) x[(size_t)irand(0, (int)k - 1)] = 900.0f;  // outlier: the rest quantize coarsely
+  if (mode == 2) x[(size_t)irand(0, (int)k - 1)] = 900.0f;  // outlier: its block quantizes coarsely
   if (mode == 3) for (float& v : x) v = 0.0f;
-  if (mode == 4) for (float& v : x) v *= 1e-31f;  // whole row under kI16MinAmax
+  if (mode == 4) for (float& v : x) v *= 1e-31f;  // under kI16MinAmax
   if (mode == 5) for (float& v : x) v *= 3e38f;
   if (mode == 6) for (float& v : x) v *= 1e-29f;  // tiny but above the threshold
   if (mode == 7) x[(size_t)irand(0, (int)k - 1)] = irand(0, 1) ? INFINITY : -INFINITY;
   if (mode == 8) x[(size_t)irand(0, (int)k - 1)] = NAN;
+  if (mode == 9)  // block magnitudes from 1e-31 (zero) to 1e6, a zero block included
+    for (size_t i = 0; i < k; ++i) x[i] *= (i / QK8_0) % 5 == 2 ? 0.0f : std::pow(10.0f, (float)((i / QK8_0) % 13) * 3 - 31);
   return x;
 }
 
 void test_quantize_i16(const Kernels& K) {
   const Kernels& R = kernels_scalar();
-  for (size_t k : {1, 7, 16, 17, 31, 32, 33, 96, 385, 1536}) {
-    for (int mode = 0; mode <= 8; ++mode) {
+  for (size_t k : {32, 64, 96, 384, 1536}) {
+    for (int mode = 0; mode <= 9; ++mode) {
       const auto x = rand_i16_row(k, mode);
+      const size_t nb = k / QK8_0;
       std::vector<int16_t> got(k + 1, 0x5a5a), want(k);
-      const float dg = K.quantize_row_i16(x.data(), got.data(), k);
-      const float dw = R.quantize_row_i16(x.data(), want.data(), k);
+      std::vector<float> dg(nb + 1, -7.0f), dw(nb);
+      K.quantize_row_i16(x.data(), got.data(), dg.data(), k);
+      R.quantize_row_i16(x.data(), want.data(), dw.data(), k);
       size_t bad = 0;
       for (size_t i = 0; i < k; ++i) bad += got[i] != want[i];
-      CHECK_MSG(bad == 0 && same_float(dg, dw) && got[k] == 0x5a5a,
-                "%s quantize_row_i16 k=%zu mode=%d: %zu quants differ, scale %g vs %g", K.name, k, mode, bad, dg,
-                dw);
+      for (size_t b = 0; b < nb; ++b) bad += !same_float(dg[b], dw[b]);
+      CHECK_MSG(bad == 0 && got[k] == 0x5a5a && dg[nb] == -7.0f,
+                "%s quantize_row_i16 k=%zu mode=%d: %zu quants or scales differ", K.name, k, mode, bad);
     }
   }
 }
@@ -340,29 +345,41 @@ void test_quantize_i16(const Kernels& K) {
 // The scalar quantizer against its definition: the bound, the error, ties.
 void test_quantize_i16_reference() {
   const Kernels& s = kernels_scalar();
-  for (int mode = 0; mode <= 8; ++mode) {
-    const size_t k = 384;
+  for (int mode = 0; mode <= 9; ++mode) {
+    const size_t k = 384, nb = k / QK8_0;
     const auto x = rand_i16_row(k, mode);
     std::vector<int16_t> q(k);
-    const float d = s.quantize_row_i16(x.data(), q.data(), k);
-    double amax = 0;
-    for (float v : x) amax = std::fmax(amax, std::fabs((double)v));
+    std::vector<float> d(nb);
+    s.quantize_row_i16(x.data(), q.data(), d.data(), k);
     bool ok = true;
-    int qmax = 0;
-    for (size_t i = 0; i < k; ++i) {
-      qmax = std::max(qmax, std::abs((int)q[i]));
-      // Half a step of rounding plus the float arithmetic's few ulps.
-      if (d != 0.0f) ok = ok && std::fabs((double)q[i] * d - x[i]) <= 0.5 * d * (1 + 1e-5) + amax * 1e-6;
+    for (size_t b = 0; b < nb; ++b) {
+      double amax = 0;
+      bool finite = true;
+      int qmax = 0;
+      for (size_t i = b * QK8_0; i < (b + 1) * QK8_0; ++i) {
+        amax = std::fmax(amax, std::fabs((double)x[i]));
+        finite = finite && std::isfinite(x[i]);
+        qmax = std::max(qmax, std::abs((int)q[i]));
+      }
+      if (!finite) {  // non-finite blocks poison their products
+        ok = ok && std::isnan(d[b]) && qmax == 0;
+      } else if (amax < kI16MinAmax) {
+        ok = ok && d[b] == 0.0f && qmax == 0;
+      } else {
+        ok = ok && qmax == 32767 && std::fabs(d[b] - amax / 32767) <= 1e-6 * d[b];
+        // Half a step of rounding plus the float arithmetic's few ulps.
+        for (size_t i = b * QK8_0; i < (b + 1) * QK8_0; ++i)
+          ok = ok && std::fabs((double)q[i] * d[b] - x[i]) <= 0.5 * d[b] * (1 + 1e-5) + amax * 1e-6;
+      }
     }
-    if (mode == 3 || mode == 4) ok = ok && d == 0.0f && qmax == 0;
-    else if (mode >= 7) ok = std::isnan(d) && qmax == 0;  // non-finite rows poison their products
-    else ok = ok && qmax == 32767;
     CHECK_MSG(ok, "scalar quantize_row_i16 mode=%d: error within half a step, |q| <= 32767 reached", mode);
   }
   // Ties go to even: with amax = 32767 the scale is 1.
-  std::vector<float> x = {32767.0f, 2.5f, -2.5f, 3.5f, -0.5f, 1.5f};
+  std::vector<float> x(32, 0.0f);
+  x[0] = 32767.0f, x[1] = 2.5f, x[2] = -2.5f, x[3] = 3.5f, x[4] = -0.5f, x[5] = 1.5f;
   std::vector<int16_t> q(x.size());
-  const float d = s.quantize_row_i16(x.data(), q.data(), x.size());
+  float d = 0;
+  s.quantize_row_i16(x.data(), q.data(), &d, x.size());
   CHECK_MSG(d == 1.0f && q[0] == 32767 && q[1] == 2 && q[2] == -2 && q[3] == 4 && q[4] == 0 && q[5] == 2,
             "scalar quantize_row_i16 hand row");
 }
@@ -408,14 +425,14 @@ void test_gemm_i16(const Kernels& K) {
     for (size_t n : kN)
       for (size_t k : kBlockSizes) {
         if (m * n * k > 400000 && !(m == 31 && n == 31)) continue;  // keep the sanitizer run short
-        const size_t nb = k / QK8_0, lda = k + 16, ldw = nb + 3, ldc = n + 1;
+        const size_t nb = k / QK8_0, lda = k + 16, ldad = nb + 1, ldw = nb + 3, ldc = n + 1;
         std::vector<int16_t> A((m - 1) * lda + k);
-        std::vector<float> ad(m);
+        std::vector<float> ad((m - 1) * ldad + nb);
         const int extreme = irand(0, 2);  // 1: every product of row 0 at its largest magnitude
         for (size_t i = 0; i < m; ++i) {
           for (size_t t = 0; t < k; ++t)
             A[i * lda + t] = (int16_t)(extreme == 1 ? (irand(0, 1) ? 32767 : -32767) : irand(-32767, 32767));
-          ad[i] = i % 5 == 4 ? 0.0f : uniform(1e-6f, 1e-3f);
+          for (size_t b = 0; b < nb; ++b) ad[i * ldad + b] = (i + b) % 5 == 4 ? 0.0f : uniform(1e-6f, 1e-3f);
         }
         auto W = rand_weights((n - 1) * ldw + nb);
         if (extreme == 1)  // same sign as A's row 0: block sums reach 32 * 32767 * 128
@@ -427,8 +444,8 @@ void test_gemm_i16(const Kernels& K) {
         std::vector<float> Bd(i16_packed_scales(n, k));
         R.pack_q8_0_i16(W.data(), ldw, n, k, Bq.data(), Bd.data());
         std::vector<float> C((m - 1) * ldc + n + 1, -999.0f), Cr(C.size(), -999.0f);
-        K.gemm_i16_nt(A.data(), lda, ad.data(), Bq.data(), Bd.data(), C.data(), ldc, m, n, k);
-        R.gemm_i16_nt(A.data(), lda, ad.data(), Bq.data(), Bd.data(), Cr.data(), ldc, m, n, k);
+        K.gemm_i16_nt(A.data(), lda, ad.data(), ldad, Bq.data(), Bd.data(), C.data(), ldc, m, n, k);
+        R.gemm_i16_nt(A.data(), lda, ad.data(), ldad, Bq.data(), Bd.data(), Cr.data(), ldc, m, n, k);
         bool ok = true;
         for (size_t i = 0; i < m && ok; ++i)
           for (size_t j = 0; j < ldc && ok; ++j) {
@@ -446,7 +463,7 @@ void test_gemm_i16(const Kernels& K) {
                 isum += p;
                 iabs += p < 0 ? -p : p;
               }
-              const double s = (double)ad[i] * fp16_to_fp32(W[j * ldw + b].d);
+              const double s = (double)ad[i * ldad + b] * fp16_to_fp32(W[j * ldw + b].d);
               mag += std::fabs(s) * (double)iabs;
               exact += s * (double)isum;
             }

@@ -338,41 +338,29 @@ void gemm_q8_0_nt_vnni(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B
 
 // --- int16 activations ------------------------------------------------------
 
-float quantize_row_i16(const float* x, int16_t* q, size_t k) {
-  // x - x is 0 for finite x and NaN otherwise (max_ps alone can drop a NaN).
-  __m512 m = _mm512_setzero_ps(), nf = _mm512_setzero_ps();
-  size_t i = 0;
-  for (; i + 16 <= k; i += 16) {
-    const __m512 v = _mm512_loadu_ps(x + i);
-    m = _mm512_max_ps(m, _mm512_abs_ps(v));
-    nf = _mm512_add_ps(nf, _mm512_sub_ps(v, v));
-  }
-  if (i < k) {
-    const __m512 v = _mm512_maskz_loadu_ps(tail_mask16(k - i), x + i);
-    m = _mm512_max_ps(m, _mm512_abs_ps(v));
-    nf = _mm512_add_ps(nf, _mm512_sub_ps(v, v));
-  }
-  const float amax = _mm512_reduce_max_ps(m);
-  const bool finite = _mm512_cmp_ps_mask(nf, nf, _CMP_UNORD_Q) == 0;
-  if (!finite || !(amax >= kI16MinAmax)) {
-    for (size_t t = 0; t < k; ++t) q[t] = 0;
-    return finite ? 0.0f : NAN;
-  }
-  // cvtps rounds ties to even under the default MXCSR, like the reference's
-  // nearbyint; the clamp (done in int32, same result) bounds an ulp overshoot.
-  const __m512 vid = _mm512_set1_ps(kI16Max / amax);
+void quantize_row_i16(const float* x, int16_t* q, float* d, size_t k) {
   const __m512i lo = _mm512_set1_epi32(-(int)kI16Max), hi = _mm512_set1_epi32((int)kI16Max);
-  for (i = 0; i + 16 <= k; i += 16) {
-    const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vid));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i),
-                        _mm512_cvtepi32_epi16(_mm512_min_epi32(_mm512_max_epi32(v, lo), hi)));
+  for (size_t b = 0; b < k / QK8_0; ++b) {
+    const __m512 v0 = _mm512_loadu_ps(x + b * QK8_0), v1 = _mm512_loadu_ps(x + b * QK8_0 + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    // x - x is 0 for finite x and NaN otherwise (max_ps alone can drop a NaN).
+    const __m512 nf = _mm512_add_ps(_mm512_sub_ps(v0, v0), _mm512_sub_ps(v1, v1));
+    const bool finite = _mm512_cmp_ps_mask(nf, nf, _CMP_UNORD_Q) == 0;
+    __m256i* qb = reinterpret_cast<__m256i*>(q + b * QK8_0);
+    if (!finite || !(amax >= kI16MinAmax)) {
+      _mm256_storeu_si256(qb, _mm256_setzero_si256());
+      _mm256_storeu_si256(qb + 1, _mm256_setzero_si256());
+      d[b] = finite ? 0.0f : NAN;
+      continue;
+    }
+    // cvtps rounds ties to even under the default MXCSR, like the reference's
+    // nearbyint; the clamp (done in int32, same result) bounds an ulp overshoot.
+    const __m512 vid = _mm512_set1_ps(kI16Max / amax);
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+    _mm256_storeu_si256(qb, _mm512_cvtepi32_epi16(_mm512_min_epi32(_mm512_max_epi32(q0, lo), hi)));
+    _mm256_storeu_si256(qb + 1, _mm512_cvtepi32_epi16(_mm512_min_epi32(_mm512_max_epi32(q1, lo), hi)));
+    d[b] = amax / kI16Max;
   }
-  if (i < k) {
-    const __mmask16 tm = tail_mask16(k - i);
-    const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(tm, x + i), vid));
-    _mm512_mask_cvtepi32_storeu_epi16(q + i, tm, _mm512_min_epi32(_mm512_max_epi32(v, lo), hi));
-  }
-  return amax / kI16Max;
 }
 
 // Packs each 16-row group block by block: the pair layout is a 32-bit

@@ -33,20 +33,21 @@ struct Kernels {
                        float* C, size_t ldc, size_t m, size_t n, size_t k);
 
   // 16-bit activations (see quant.h, "int16 activations"). One activation row
-  // of k elements becomes int16 quants q with |q| <= kI16Max and one f32 scale
-  // (returned): x ~ scale * q. A row holding inf or NaN gets zero quants and a
-  // NaN scale, so the products come out NaN as they would in f32 (and the
-  // model's output check refuses the vector) instead of something finite.
-  float (*quantize_row_i16)(const float* x, int16_t* q, size_t k);
+  // of k elements (a multiple of 32) becomes int16 quants q with |q| <= kI16Max
+  // and one f32 scale per block of 32 in d: x ~ d[b] * q. A block holding inf
+  // or NaN gets zero quants and a NaN scale, so the products come out NaN as
+  // they would in f32 (and the model's output check refuses the vector)
+  // instead of something finite.
+  void (*quantize_row_i16)(const float* x, int16_t* q, float* d, size_t k);
   // Packs `rows` Q8_0 weight rows (row stride ldw_blocks) for gemm_i16_nt:
-  // see i16_packed_size() for the layout; rows past `rows` in the last
+  // see kI16Group below for the layout; rows past `rows` in the last
   // group are zero (quants and scales).
   void (*pack_q8_0_i16)(const BlockQ8_0* W, size_t ldw_blocks, size_t rows, size_t k, int16_t* q, float* d);
-  // C[i*ldc + j] = ad[i] * sum_b d_j,b * sum_{t in block b} A[i*lda + t] * w_j,t   for i < m, j < n,
-  // with exact int32 block sums, B packed by pack_q8_0_i16 (n rows).
-  // Preconditions: |A| <= kI16Max and k a multiple of 32.
-  void (*gemm_i16_nt)(const int16_t* A, size_t lda, const float* ad, const int16_t* Bq, const float* Bd,
-                      float* C, size_t ldc, size_t m, size_t n, size_t k);
+  // C[i*ldc + j] = sum_b ad[i*ldad + b] * d_j,b * sum_{t in block b} A[i*lda + t] * w_j,t
+  // for i < m, j < n, with exact int32 block sums, B packed by pack_q8_0_i16
+  // (n rows). Preconditions: |A| <= kI16Max and k a multiple of 32.
+  void (*gemm_i16_nt)(const int16_t* A, size_t lda, const float* ad, size_t ldad, const int16_t* Bq,
+                      const float* Bd, float* C, size_t ldc, size_t m, size_t n, size_t k);
 
   // Whether gemm_i16_nt beats dequantizing to f32 with this set, which makes
   // int16 the default activations for Q8_0 weights: true only where a fused
