@@ -233,6 +233,7 @@ def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_siz
     # Rounds alternate the engines, so a burst of load from elsewhere hits one round of each
     # rather than all of one engine's measurements.
     by_spec: list[list[dict]] = [[] for _ in specs]
+    load_before = os.getloadavg()[0]
     for spec in specs:
         spec.update(texts=texts, threads=threads, batch_sizes=list(batch_sizes), max_seconds=max_seconds)
     for _, (k, spec) in tqdm([(r, ks) for r in range(rounds) for ks in enumerate(specs)], desc="engine runs",
@@ -251,6 +252,10 @@ def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_siz
     if rounds > 1:
         setup += (f" Every engine ran {rounds} times, alternating with the others; texts/s is the median "
                   "run's, latencies pool all runs.")
+    # Other processes on the machine move every figure (and llama.cpp's spinning threads suffer most
+    # when the cores are oversubscribed), so the table says how busy the machine was.
+    setup += (f" Load average (1 min) {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end, "
+              f"on {os.cpu_count()} CPUs.")
     md = render_markdown(f"Runtime: {name} ({corpus} texts)", setup, runs, tokens_per_text)
     for run in runs:
         if run["engine"] == "embedq" and run["meta"].get("forward_ms"):

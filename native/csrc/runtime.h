@@ -32,6 +32,8 @@ struct Runtime {
   std::vector<BlockQ8_0> qact;  // quantized activations, shared
   std::vector<int16_t> i16act;  // int16 activations and their block scales, shared
   std::vector<float> i16scale;
+  std::vector<int16_t> i16w;  // the current weight matrix packed for gemm_i16_nt, and its scales
+  std::vector<float> i16wd;
   float* thread_scratch(int thread, size_t n);
 };
 

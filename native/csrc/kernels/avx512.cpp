@@ -363,30 +363,50 @@ void quantize_row_i16(const float* x, int16_t* q, float* d, size_t k) {
   }
 }
 
-// Packs each 16-row group block by block: the pair layout is a 32-bit
-// transpose of the 16 rows' widened blocks (kernels.h).
+// Packs each 16-row group block by block. Each row's block, widened to 32
+// int16, is 16 int32 pairs; the packed layout (kernels.h) wants pair p of
+// every row in vector p, a 16x16 transpose of 32-bit elements, done in
+// registers: 32-bit and 64-bit unpacks transpose 4x4 tiles inside each
+// 128-bit lane, then two rounds of 128-bit shuffles transpose the lanes.
 void pack_q8_0_i16(const BlockQ8_0* W, size_t ldw_blocks, size_t rows, size_t k, int16_t* q, float* d) {
   const size_t nb = k / QK8_0;
   for (size_t g = 0; g < i16_groups(rows); ++g)
     for (size_t b = 0; b < nb; ++b) {
-      // Row l's block widened to 32 int16 = 16 int32 pairs; pair p of every
-      // row goes to vector p. A 16x16 transpose of 32-bit elements, done
-      // through memory with scatter-free strided stores: cheap next to the
-      // GEMM, which reuses the packed panel for every token.
-      int32_t* qb = reinterpret_cast<int32_t*>(q + (g * nb + b) * kI16Group * QK8_0);
+      __m512i r[kI16Group];
       float* db = d + (g * nb + b) * kI16Group;
       for (size_t l = 0; l < kI16Group; ++l) {
         const size_t row = g * kI16Group + l;
         if (row >= rows) {
+          r[l] = _mm512_setzero_si512();
           db[l] = 0.0f;
-          for (int p = 0; p < QK8_0 / 2; ++p) qb[p * kI16Group + l] = 0;
           continue;
         }
         const BlockQ8_0& src = W[row * ldw_blocks + b];
+        r[l] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src.qs)));
         db[l] = _cvtsh_ss(src.d);
-        alignas(64) int32_t pairs[QK8_0 / 2];
-        _mm512_store_si512(pairs, _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src.qs))));
-        for (int p = 0; p < QK8_0 / 2; ++p) qb[p * kI16Group + l] = pairs[p];
+      }
+      __m512i t[kI16Group], u[kI16Group];
+      for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+      }
+      // u[4a + c], 128-bit lane L: rows 4a..4a+3 of column 4L + c.
+      for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+      }
+      __m512i* out = reinterpret_cast<__m512i*>(q + (g * nb + b) * kI16Group * QK8_0);
+      for (int c = 0; c < 4; ++c) {
+        const __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512i v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], _MM_SHUFFLE(3, 2, 3, 2));
+        const __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512i v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(3, 2, 3, 2));
+        _mm512_storeu_si512(out + c, _mm512_shuffle_i32x4(v0, v2, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm512_storeu_si512(out + 4 + c, _mm512_shuffle_i32x4(v0, v2, _MM_SHUFFLE(3, 1, 3, 1)));
+        _mm512_storeu_si512(out + 8 + c, _mm512_shuffle_i32x4(v1, v3, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm512_storeu_si512(out + 12 + c, _mm512_shuffle_i32x4(v1, v3, _MM_SHUFFLE(3, 1, 3, 1)));
       }
     }
 }
