@@ -226,7 +226,8 @@ def measure(models: list[str], types: list[str], activations: list[str], llama_t
                 row = {"model": name, "file_type": ftype, "engine": "embedq", "activations": act,
                        **figures(vec, reference),
                        "token_ids_equal": token_agreement(forward_ids(model, texts), theirs),
-                       "max_tokens": model.max_tokens, "kernels": kernels, "threads": threads, "date": today}
+                       "max_tokens": model.max_tokens, "kernels": kernels, "threads": threads, "date": today,
+                       "default": Model(gguf, threads=1).info["activations"] == act}
                 rows.append(row)
                 tqdm.write(f"  {_describe(row)} ({secs:.0f} s)")
                 del model
@@ -301,7 +302,9 @@ def render(results: dict, threads: int) -> str:
     notes = []
     for r in results["rows"]:
         if r["engine"] == "embedq":
-            engine = f"embedq, {r['activations']} activations" + (" (default)" if r["activations"] == "f32"
+            # Rows from before "auto" existed lack the flag; f32 was the default then.
+            default = r.get("default", r["activations"] == "f32")
+            engine = f"embedq, {r['activations']} activations" + (" (default)" if default
                                                                    and r["file_type"] == "q8_0" else "")
         else:
             engine = f"llama.cpp {r.get('llama_cpp_python', '')}".strip()
@@ -329,8 +332,8 @@ def render(results: dict, threads: int) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=",".join(MODELS), help=f"comma list (default {','.join(MODELS)})")
     p.add_argument("--types", default=",".join(TYPES), help=f"GGUF file types (default {','.join(TYPES)})")
-    p.add_argument("--activations", default="f32,int8",
-                   help="activation schemes measured on Q8_0 files (default f32,int8; F32/F16 files use f32)")
+    p.add_argument("--activations", default="f32,int16,int8",
+                   help="activation schemes measured on Q8_0 files (default f32,int16,int8; F32/F16 files use f32)")
     p.add_argument("--llama-types", default="q8_0",
                    help="file types also measured with llama.cpp on the same file (default q8_0; '' for none)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -355,7 +358,7 @@ def run(args) -> int:
     try:
         models = _list(args.models, MODELS, "model")
         types = _list(args.types, TYPES, "file type")
-        acts = _list(args.activations, ("f32", "int8"), "activations")
+        acts = _list(args.activations, ("f32", "int16", "int8"), "activations")
         llama_types = _list(args.llama_types, TYPES, "file type")
     except ValueError as e:
         print(f"embedq bench accuracy: error: {e}", file=sys.stderr)

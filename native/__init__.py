@@ -102,9 +102,15 @@ class Model:
     """An embedding model.
 
     threads: compute threads (default: all cores).
-    activations: "f32" multiplies Q8_0 weights dequantized to f32 (most
-        accurate, the default); "int8" quantizes activations to int8 blocks as
-        llama.cpp does (faster on some CPUs, less accurate).
+    activations: how products with Q8_0 weights treat activations (other
+        weight types always use f32). "int16" quantizes each activation row
+        to int16 (error ~2^-16 of its largest value) for exact integer block
+        products; "f32" dequantizes the weights to f32 instead; both cost
+        only the weights' rounding. "auto" (default) is "int16" where the
+        kernel set has VPDPWSSD (AVX-512 VNNI), which makes it faster, and
+        "f32" elsewhere; info["activations"] names the one in use. "int8"
+        quantizes activations to int8 blocks as llama.cpp does (faster on
+        some CPUs, less accurate).
     max_tokens: override the model's maximum sequence length (tokens incl.
         special tokens); longer texts are truncated.
     batch_tokens: a forward pass holds at most this many tokens; larger
@@ -118,7 +124,7 @@ class Model:
         self,
         path_or_name: str | os.PathLike,
         threads: int | None = None,
-        activations: str = "f32",
+        activations: str = "auto",
         max_tokens: int | None = None,
         batch_tokens: int = 8192,
         kernels: str | None = None,

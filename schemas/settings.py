@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     model: str = Field("all-MiniLM-L6-v2", description="GGUF path or model name the worker serves.")
     threads: int | None = Field(None, ge=1, description="Compute threads per worker process "
                                 "(default: cores divided among the processes of `embedq worker`).")
-    activations: str = Field("f32", pattern="^(f32|int8)$", description="Activation precision: f32 or int8.")
+    activations: str = Field("auto", pattern="^(auto|int16|f32|int8)$",
+                             description="Activation precision for Q8_0 weights: auto (int16 where the CPU has "
+                             "VPDPWSSD, else f32), int16, f32 or int8.")
     batch_tokens: int = Field(4096, ge=16, description="Token budget of one coalesced batch; a job above it "
                               "is split across batches.")
     batch_wait_ms: float = Field(5.0, ge=0, description="Longest time the oldest buffered job waits for "

@@ -75,7 +75,7 @@ class NativeBackend:
     """native.Model behind the EmbeddingBackend interface; one per worker process (weights are mmap'd,
     so worker processes on one machine share the pages)."""
 
-    def __init__(self, model: str | os.PathLike, threads: int | None = None, activations: str = "f32"):
+    def __init__(self, model: str | os.PathLike, threads: int | None = None, activations: str = "auto"):
         self.model = Model(model, threads=threads, activations=activations)
         self.name = model_label(str(model))
         self.path = Path(self.model.path)
@@ -83,7 +83,9 @@ class NativeBackend:
         # Anything that changes the numbers a text maps to belongs in the cache key: the file's
         # bytes (a re-converted or re-quantized file under the same name is another model) and how
         # its products are computed.
-        self.fingerprint = f"{self.content_hash}|{activations}"
+        # "auto" is keyed by what it resolved to: the same setting means different products on
+        # machines with and without VPDPWSSD.
+        self.fingerprint = f"{self.content_hash}|{self.model.info['activations']}"
 
     def model_file(self) -> ModelFileInfo:
         info = self.model.info

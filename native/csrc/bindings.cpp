@@ -168,9 +168,11 @@ PYBIND11_MODULE(_native, m) {
                        size_t batch_tokens, const std::string& kernels) {
              ModelOptions o;
              o.threads = threads;
-             if (activations == "f32") o.activations = ActivationMode::F32;
+             if (activations == "auto") o.activations = ActivationMode::AUTO;
+             else if (activations == "f32") o.activations = ActivationMode::F32;
              else if (activations == "int8") o.activations = ActivationMode::INT8;
-             else throw py::value_error("activations must be 'f32' or 'int8', got '" + activations + "'");
+             else if (activations == "int16") o.activations = ActivationMode::INT16;
+             else throw py::value_error("activations must be 'auto', 'f32', 'int8' or 'int16', got '" + activations + "'");
              o.max_tokens = max_tokens;
              if (batch_tokens < 1) throw py::value_error("batch_tokens must be positive");
              o.batch_tokens = batch_tokens;
@@ -178,7 +180,7 @@ PYBIND11_MODULE(_native, m) {
              py::gil_scoped_release release;
              return new Model(path, o);
            }),
-           py::arg("path"), py::arg("threads") = 0, py::arg("activations") = "f32", py::arg("max_tokens") = 0,
+           py::arg("path"), py::arg("threads") = 0, py::arg("activations") = "auto", py::arg("max_tokens") = 0,
            py::arg("batch_tokens") = 8192, py::arg("kernels") = "")
       .def("tokenize", &Model::tokenize, py::arg("text"), "Ids with the model's special tokens, not truncated.")
       .def("tokenize_offsets", [](const Model& self, const std::string& text) -> py::object {

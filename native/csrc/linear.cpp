@@ -71,6 +71,39 @@ void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, 
     return;
   }
 
+  if (t.type == DType::Q8_0 && rt.mode == ActivationMode::INT16) {
+    const size_t kb = K / QK8_0;
+    rt.i16act.resize(m * K);
+    rt.i16scale.resize(m * kb);
+    int16_t* qa = rt.i16act.data();
+    float* da = rt.i16scale.data();
+    rt.pool.parallel_for(m, [&](size_t i, int) { k.quantize_row_i16(X + i * ldx, qa + i * K, da + i * kb, K); });
+    const BlockQ8_0* wq = static_cast<const BlockQ8_0*>(t.data);
+    // The whole matrix is packed once per call (panel by panel, in parallel)
+    // rather than once per token block: packing transposes, and at a few
+    // hundred tokens repeating it would cost as much as the products.
+    // Panels hold a whole number of 16-row groups, so panel p's packed data
+    // starts at p * nq.
+    const size_t nq = i16_packed_quants(kPanelRows, K), nd = i16_packed_scales(kPanelRows, K);
+    rt.i16w.resize(n_panels * nq);
+    rt.i16wd.resize(n_panels * nd);
+    int16_t* pq = rt.i16w.data();
+    float* pd = rt.i16wd.data();
+    rt.pool.parallel_for(n_panels, [&](size_t p, int) {
+      const size_t r0 = p * kPanelRows;
+      k.pack_q8_0_i16(wq + r0 * kb, kb, std::min(kPanelRows, N - r0), K, pq + p * nq, pd + p * nd);
+    });
+    rt.pool.parallel_for(n_panels * n_tblocks, [&](size_t task, int) {
+      const size_t tb = task / n_panels, p = task % n_panels;
+      const size_t r0 = p * kPanelRows, rn = std::min(kPanelRows, N - r0);
+      const size_t i0 = tb * kTokenBlock, in = std::min(kTokenBlock, m - i0);
+      float* y = Y + i0 * ldy + r0;
+      k.gemm_i16_nt(qa + i0 * K, K, da + i0 * kb, kb, pq + p * nq, pd + p * nd, y, ldy, in, rn, K);
+      finish_tile(y, ldy, in, rn, w.bias ? w.bias + r0 : nullptr, epi);
+    });
+    return;
+  }
+
   rt.pool.parallel_for(n_panels * n_tblocks, [&](size_t task, int thread) {
     const size_t tb = task / n_panels, p = task % n_panels;
     const size_t r0 = p * kPanelRows, rn = std::min(kPanelRows, N - r0);

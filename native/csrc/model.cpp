@@ -231,6 +231,8 @@ void Model::load() {
   if (threads < 1) threads = 1;
   const Kernels* k = opts_.kernels.empty() ? &kernels_best() : kernels_by_name(opts_.kernels.c_str());
   if (!k) throw std::invalid_argument("kernel set '" + opts_.kernels + "' is not available on this CPU");
+  if (opts_.activations == ActivationMode::AUTO)
+    opts_.activations = k->prefer_i16 ? ActivationMode::INT16 : ActivationMode::F32;
   rt_.reset(new Runtime(threads, opts_.activations, *k));
 
   // Every weight the forward pass reads, scanned once: a NaN or infinity in
@@ -363,7 +365,9 @@ std::map<std::string, std::string> Model::info() const {
   for (auto& kv : bytes)
     if (kv.second > most) { most = kv.second; best = kv.first; }
   m["weight_type"] = best;
-  m["activations"] = opts_.activations == ActivationMode::INT8 ? "int8" : "f32";
+  m["activations"] = opts_.activations == ActivationMode::INT8    ? "int8"
+                     : opts_.activations == ActivationMode::INT16 ? "int16"
+                                                                  : "f32";
   m["normalize"] = normalize_default_ ? "true" : "false";
   return m;
 }

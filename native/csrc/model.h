@@ -56,7 +56,7 @@ struct EncodedBatch {
 
 struct ModelOptions {
   int threads = 0;  // 0 = hardware concurrency
-  ActivationMode activations = ActivationMode::F32;
+  ActivationMode activations = ActivationMode::AUTO;
   int64_t max_tokens = 0;  // 0 = from the file
   size_t batch_tokens = 8192;  // forward passes are split to bound memory
   std::string kernels;  // kernel set name; empty = best this CPU supports

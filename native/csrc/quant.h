@@ -25,6 +25,20 @@ struct BlockQ8_0 {
 };
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes to match GGUF");
 
+// int16 activations: each block of 32 activations x becomes
+// q = round(x * kI16Max / max|x|) (ties to even) with the f32 scale
+// max|x| / kI16Max, so each value carries an absolute error of at most
+// max|x| / 65534 (~2^-16 of its block's largest value, far below Q8_0's
+// weight error of 1/254 of a block's; per block rather than per row, so an
+// outlier feature does not coarsen the rest of the row).
+// kI16Max is 32767, not 32768, so negating a quant never overflows and the
+// integer products stay exact: with weights in [-128, 127] one pair sum of
+// vpmaddwd / VPDPWSSD is at most 2 * 128 * 32767 < 2^23, and a 32-element
+// block at most 2^27, far from int32's limit. Blocks whose largest magnitude
+// is under kI16MinAmax quantize to zero (their reciprocal scale would overflow).
+constexpr float kI16Max = 32767.0f;
+constexpr float kI16MinAmax = 1e-30f;
+
 const char* dtype_name(uint32_t t);
 bool dtype_supported(uint32_t t);
 // Elements per storage block and bytes per block for a supported type.

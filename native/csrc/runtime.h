@@ -15,7 +15,12 @@ namespace embedq {
 //       activations: only the weight rounding costs accuracy.
 //  INT8: activations are quantized to Q8_0 blocks and the products use integer
 //       dot products, as llama.cpp does: faster on VNNI-less cores, less accurate.
-enum class ActivationMode { F32, INT8 };
+//  INT16: activations are quantized to int16 per block of 32 (error ~2^-16
+//       of the block's largest value) and multiplied with the weights' int8 quants in
+//       exact integer block sums: the accuracy of F32 at integer speed.
+//  AUTO (an option, never a runtime's mode): INT16 where the kernel set says
+//       it is faster (Kernels::prefer_i16), F32 elsewhere.
+enum class ActivationMode { F32, INT8, INT16, AUTO };
 
 struct Runtime {
   Runtime(int threads, ActivationMode mode, const Kernels& kernels);
@@ -25,6 +30,10 @@ struct Runtime {
   // Per-thread scratch, grown on demand (one vector per pool thread).
   std::vector<std::vector<float>> scratch;
   std::vector<BlockQ8_0> qact;  // quantized activations, shared
+  std::vector<int16_t> i16act;  // int16 activations and their block scales, shared
+  std::vector<float> i16scale;
+  std::vector<int16_t> i16w;  // the current weight matrix packed for gemm_i16_nt, and its scales
+  std::vector<float> i16wd;
   float* thread_scratch(int thread, size_t n);
 };
 

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -297,6 +298,184 @@ void test_gemm_q8(const Kernels& K) {
       }
 }
 
+// int16 activations ---------------------------------------------------------
+
+// Rows (k a multiple of 32) mixing ordinary values, exact ties at the
+// reference scale, zeros and outliers; blocks of very different magnitudes;
+// and rows that are zero, below kI16MinAmax, near the top of the float range,
+// or hold an inf or a NaN.
+std::vector<float> rand_i16_row(size_t k, int mode) {
+  std::vector<float> x(k);
+  for (size_t i = 0; i < k; ++i) x[i] = uniform(-1.0f, 1.0f);
+  if (mode == 1) {  // amax = kI16Max makes id = 1, so half-integers are exact ties
+    for (size_t i = 0; i < k; ++i) x[i] = (float)irand(-32000, 32000) + (irand(0, 1) ? 0.5f : -0.5f);
+    for (size_t b = 0; b < k / QK8_0; ++b) x[b * QK8_0 + (size_t)irand(0, 31)] = irand(0, 1) ? kI16Max : -kI16Max;
+  }
+  if (mode == 2) x[(size_t)irand(0, (int)k - 1)] = 900.0f;  // outlier: its block quantizes coarsely
+  if (mode == 3) for (float& v : x) v = 0.0f;
+  if (mode == 4) for (float& v : x) v *= 1e-31f;  // under kI16MinAmax
+  if (mode == 5) for (float& v : x) v *= 3e38f;
+  if (mode == 6) for (float& v : x) v *= 1e-29f;  // tiny but above the threshold
+  if (mode == 7) x[(size_t)irand(0, (int)k - 1)] = irand(0, 1) ? INFINITY : -INFINITY;
+  if (mode == 8) x[(size_t)irand(0, (int)k - 1)] = NAN;
+  if (mode == 9)  // block magnitudes from 1e-31 (zero) to 1e6, a zero block included
+    for (size_t i = 0; i < k; ++i) x[i] *= (i / QK8_0) % 5 == 2 ? 0.0f : std::pow(10.0f, (float)((i / QK8_0) % 13) * 3 - 31);
+  return x;
+}
+
+void test_quantize_i16(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  for (size_t k : {32, 64, 96, 384, 1536}) {
+    for (int mode = 0; mode <= 9; ++mode) {
+      const auto x = rand_i16_row(k, mode);
+      const size_t nb = k / QK8_0;
+      std::vector<int16_t> got(k + 1, 0x5a5a), want(k);
+      std::vector<float> dg(nb + 1, -7.0f), dw(nb);
+      K.quantize_row_i16(x.data(), got.data(), dg.data(), k);
+      R.quantize_row_i16(x.data(), want.data(), dw.data(), k);
+      size_t bad = 0;
+      for (size_t i = 0; i < k; ++i) bad += got[i] != want[i];
+      for (size_t b = 0; b < nb; ++b) bad += !same_float(dg[b], dw[b]);
+      CHECK_MSG(bad == 0 && got[k] == 0x5a5a && dg[nb] == -7.0f,
+                "%s quantize_row_i16 k=%zu mode=%d: %zu quants or scales differ", K.name, k, mode, bad);
+    }
+  }
+}
+
+// The scalar quantizer against its definition: the bound, the error, ties.
+void test_quantize_i16_reference() {
+  const Kernels& s = kernels_scalar();
+  for (int mode = 0; mode <= 9; ++mode) {
+    const size_t k = 384, nb = k / QK8_0;
+    const auto x = rand_i16_row(k, mode);
+    std::vector<int16_t> q(k);
+    std::vector<float> d(nb);
+    s.quantize_row_i16(x.data(), q.data(), d.data(), k);
+    bool ok = true;
+    for (size_t b = 0; b < nb; ++b) {
+      double amax = 0;
+      bool finite = true;
+      int qmax = 0;
+      for (size_t i = b * QK8_0; i < (b + 1) * QK8_0; ++i) {
+        amax = std::fmax(amax, std::fabs((double)x[i]));
+        finite = finite && std::isfinite(x[i]);
+        qmax = std::max(qmax, std::abs((int)q[i]));
+      }
+      if (!finite) {  // non-finite blocks poison their products
+        ok = ok && std::isnan(d[b]) && qmax == 0;
+      } else if (amax < kI16MinAmax) {
+        ok = ok && d[b] == 0.0f && qmax == 0;
+      } else {
+        ok = ok && qmax == 32767 && std::fabs(d[b] - amax / 32767) <= 1e-6 * d[b];
+        // Half a step of rounding plus the float arithmetic's few ulps.
+        for (size_t i = b * QK8_0; i < (b + 1) * QK8_0; ++i)
+          ok = ok && std::fabs((double)q[i] * d[b] - x[i]) <= 0.5 * d[b] * (1 + 1e-5) + amax * 1e-6;
+      }
+    }
+    CHECK_MSG(ok, "scalar quantize_row_i16 mode=%d: error within half a step, |q| <= 32767 reached", mode);
+  }
+  // Ties go to even: with amax = 32767 the scale is 1.
+  std::vector<float> x(32, 0.0f);
+  x[0] = 32767.0f, x[1] = 2.5f, x[2] = -2.5f, x[3] = 3.5f, x[4] = -0.5f, x[5] = 1.5f;
+  std::vector<int16_t> q(x.size());
+  float d = 0;
+  s.quantize_row_i16(x.data(), q.data(), &d, x.size());
+  CHECK_MSG(d == 1.0f && q[0] == 32767 && q[1] == 2 && q[2] == -2 && q[3] == 4 && q[4] == 0 && q[5] == 2,
+            "scalar quantize_row_i16 hand row");
+}
+
+// Packing against the scalar reference (bit for bit) and the reference
+// against the layout's definition, with partial last groups and row strides.
+void test_pack_i16(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  for (size_t rows : {1, 5, 16, 17, 31, 32, 33}) {
+    for (size_t k : {32, 96, 384}) {
+      const size_t nb = k / QK8_0, ldw = nb + 1;
+      const auto W = rand_weights((rows - 1) * ldw + nb);
+      const size_t nq = i16_packed_quants(rows, k), nd = i16_packed_scales(rows, k);
+      std::vector<int16_t> qg(nq + 1, 0x5a5a), qw(nq, 0x1111);
+      std::vector<float> dg(nd + 1, -7.0f), dw(nd, -3.0f);
+      K.pack_q8_0_i16(W.data(), ldw, rows, k, qg.data(), dg.data());
+      R.pack_q8_0_i16(W.data(), ldw, rows, k, qw.data(), dw.data());
+      bool ok = std::equal(qw.begin(), qw.end(), qg.begin()) && qg[nq] == 0x5a5a && dg[nd] == -7.0f;
+      for (size_t t = 0; t < nd; ++t) ok = ok && same_float(dg[t], dw[t]);
+      CHECK_MSG(ok, "%s pack_q8_0_i16 rows=%zu k=%zu", K.name, rows, k);
+      if (&K != &R) continue;
+      bool def = true;
+      for (size_t g = 0; g < i16_groups(rows); ++g)
+        for (size_t b = 0; b < nb; ++b)
+          for (size_t l = 0; l < kI16Group; ++l) {
+            const size_t row = g * kI16Group + l;
+            const float want_d = row < rows ? fp16_to_fp32(W[row * ldw + b].d) : 0.0f;
+            def = def && same_float(dw[(g * nb + b) * kI16Group + l], want_d);
+            for (size_t t = 0; t < (size_t)QK8_0; ++t) {
+              const int want = row < rows ? W[row * ldw + b].qs[t] : 0;
+              def = def && qw[(g * nb + b) * kI16Group * QK8_0 + (t / 2) * 2 * kI16Group + 2 * l + t % 2] == want;
+            }
+          }
+      CHECK_MSG(def, "scalar pack_q8_0_i16 follows the layout, rows=%zu k=%zu", rows, k);
+    }
+  }
+}
+
+void test_gemm_i16(const Kernels& K) {
+  const Kernels& R = kernels_scalar();
+  const size_t kN[] = {1, 2, 3, 5, 7, 13, 16, 17, 31, 32, 33, 47};
+  for (size_t m : kMN)
+    for (size_t n : kN)
+      for (size_t k : kBlockSizes) {
+        if (m * n * k > 400000 && !(m == 31 && n == 31)) continue;  // keep the sanitizer run short
+        const size_t nb = k / QK8_0, lda = k + 16, ldad = nb + 1, ldw = nb + 3, ldc = n + 1;
+        std::vector<int16_t> A((m - 1) * lda + k);
+        std::vector<float> ad((m - 1) * ldad + nb);
+        const int extreme = irand(0, 2);  // 1: every product of row 0 at its largest magnitude
+        for (size_t i = 0; i < m; ++i) {
+          for (size_t t = 0; t < k; ++t)
+            A[i * lda + t] = (int16_t)(extreme == 1 ? (irand(0, 1) ? 32767 : -32767) : irand(-32767, 32767));
+          for (size_t b = 0; b < nb; ++b) ad[i * ldad + b] = (i + b) % 5 == 4 ? 0.0f : uniform(1e-6f, 1e-3f);
+        }
+        auto W = rand_weights((n - 1) * ldw + nb);
+        if (extreme == 1)  // same sign as A's row 0: block sums reach 32 * 32767 * 128
+          for (size_t j = 0; j < n; ++j)
+            for (size_t b = 0; b < nb; ++b)
+              for (int t = 0; t < QK8_0; ++t) W[j * ldw + b].qs[t] = A[b * QK8_0 + t] > 0 ? 127 : -128;
+        // Exact sizes: a read past the packed panel hits ASan's redzone.
+        std::vector<int16_t> Bq(i16_packed_quants(n, k));
+        std::vector<float> Bd(i16_packed_scales(n, k));
+        R.pack_q8_0_i16(W.data(), ldw, n, k, Bq.data(), Bd.data());
+        std::vector<float> C((m - 1) * ldc + n + 1, -999.0f), Cr(C.size(), -999.0f);
+        K.gemm_i16_nt(A.data(), lda, ad.data(), ldad, Bq.data(), Bd.data(), C.data(), ldc, m, n, k);
+        R.gemm_i16_nt(A.data(), lda, ad.data(), ldad, Bq.data(), Bd.data(), Cr.data(), ldc, m, n, k);
+        bool ok = true;
+        for (size_t i = 0; i < m && ok; ++i)
+          for (size_t j = 0; j < ldc && ok; ++j) {
+            const size_t at = i * ldc + j;
+            if (at >= C.size()) break;
+            if (j >= n) {
+              ok = C[at] == -999.0f;
+              continue;
+            }
+            double mag = 0, exact = 0;
+            for (size_t b = 0; b < nb; ++b) {
+              long long isum = 0, iabs = 0;
+              for (size_t t = 0; t < (size_t)QK8_0; ++t) {
+                const long long p = (long long)A[i * lda + b * QK8_0 + t] * W[j * ldw + b].qs[t];
+                isum += p;
+                iabs += p < 0 ? -p : p;
+              }
+              const double s = (double)ad[i * ldad + b] * fp16_to_fp32(W[j * ldw + b].d);
+              mag += std::fabs(s) * (double)iabs;
+              exact += s * (double)isum;
+            }
+            // The reference rounds each block's int32 sum to float once more.
+            ok = std::fabs((double)C[at] - Cr[at]) <= 2 * tolerance(mag, nb) &&
+                 std::fabs((double)Cr[at] - exact) <= 2 * tolerance(mag, nb);
+            if (!ok) std::printf("  C[%zu,%zu] = %.9g, reference %.9g, exact %.9g\n", i, j, C[at], Cr[at], exact);
+          }
+        CHECK_MSG(ok, "%s gemm_i16_nt m=%zu n=%zu k=%zu", K.name, m, n, k);
+      }
+}
+
 // Dispatch -----------------------------------------------------------------
 
 // kernels_best() caches its answer, so each EMBEDQ_KERNELS value is tried in
@@ -340,6 +519,10 @@ void test_dispatch() {
     const Kernels* k = kernels_by_name(names[i]);
     CHECK_MSG(k && std::strcmp(k->name, names[i]) == 0, "kernels_by_name(%s)", names[i]);
   }
+  // int16 activations become the default only where VPDPWSSD makes them faster.
+  for (size_t i = 0; i < count; ++i)
+    CHECK_MSG(kernels_by_name(names[i])->prefer_i16 == (std::strcmp(names[i], "avx512vnni") == 0),
+              "%s prefer_i16", names[i]);
   CHECK_MSG(kernels_by_name("bogus") == nullptr && kernels_by_name(nullptr) == nullptr, "unknown name -> null");
 #if defined(EMBEDQ_X86)
   CHECK_MSG(kernels_neon() == nullptr, "no NEON kernels on x86");
@@ -371,6 +554,7 @@ void test_dispatch() {
 
 int main() {
   test_scalar_against_double();
+  test_quantize_i16_reference();
   test_dispatch();
   size_t count = 0;
   const char* const* names = kernels_available(&count);
@@ -385,6 +569,9 @@ int main() {
     test_quantize(K);
     test_gemm_f32(K);
     test_gemm_q8(K);
+    test_quantize_i16(K);
+    test_pack_i16(K);
+    test_gemm_i16(K);
     std::printf("%-12s %s\n", K.name, check::failed == before ? "ok" : "FAILED");
   }
   return report();

@@ -86,7 +86,8 @@ def test_f16_matches_sentence_transformers(minilm_gguf_f16, corpus, st_minilm_ve
     assert_published(published, model, ours, reference, "f16")
 
 
-@pytest.mark.parametrize("activations,min_cos,median_cos", [("f32", 0.999, 0.9998), ("int8", 0.997, 0.9995)])
+@pytest.mark.parametrize("activations,min_cos,median_cos",
+                         [("f32", 0.999, 0.9998), ("int16", 0.999, 0.9998), ("int8", 0.997, 0.9995)])
 def test_q8_0_accuracy(minilm_gguf_q8, corpus, st_minilm_vectors, reference, published, activations, min_cos,
                        median_cos):
     model = Model(minilm_gguf_q8, threads=2, activations=activations)
@@ -95,6 +96,33 @@ def test_q8_0_accuracy(minilm_gguf_q8, corpus, st_minilm_vectors, reference, pub
     assert cos.min() >= min_cos, f"{activations}: min cosine {cos.min():.6f}"
     assert np.median(cos) >= median_cos, f"{activations}: median cosine {np.median(cos):.6f}"
     assert_published(published, model, ours, reference, "q8_0", activations)
+
+
+def test_int16_activations_keep_f32_accuracy(minilm_gguf_q8, corpus, st_minilm_vectors):
+    # int16 activations round each value by at most 2^-16 of its row's largest, far below the
+    # weights' own Q8_0 rounding: the vectors stay those of f32 activations, and so does every
+    # figure against sentence-transformers (within 1e-5: which of two near-equal texts is the
+    # worst may differ).
+    f32 = Model(minilm_gguf_q8, threads=2, activations="f32").embed(corpus)
+    i16 = Model(minilm_gguf_q8, threads=2, activations="int16").embed(corpus)
+    between = cosines(i16, f32)
+    assert between.min() >= 0.99999, f"int16 vs f32 activations: min cosine {between.min():.8f}"
+    c16, c32 = cosines(i16, st_minilm_vectors), cosines(f32, st_minilm_vectors)
+    assert c16.min() >= c32.min() - 1e-5, (c16.min(), c32.min())
+    assert np.median(c16) >= np.median(c32) - 1e-5, (np.median(c16), np.median(c32))
+    assert (c16 < 0.999).sum() <= (c32 < 0.999).sum()
+    assert np.abs(i16 - st_minilm_vectors).max() <= np.abs(f32 - st_minilm_vectors).max() + 1e-4
+
+
+def test_default_activations_follow_the_kernel_set(minilm_gguf_q8):
+    import native
+
+    # int16 is the default only where VPDPWSSD makes it faster than f32.
+    for name in native.kernel_sets():
+        got = Model(minilm_gguf_q8, threads=1, kernels=name).info["activations"]
+        assert got == ("int16" if name == "avx512vnni" else "f32"), (name, got)
+    with pytest.raises(ValueError, match="activations must be"):
+        Model(minilm_gguf_q8, threads=1, activations="int4")
 
 
 def test_token_ids_match_hf_as_published(f32_model, minilm_dir, corpus, published):
@@ -130,8 +158,9 @@ def test_batch_composition_does_not_change_vectors(f32_model, corpus):
 
 
 # With int8 activations a last-bit difference in one layer can flip the
-# rounding of an activation in the next, so kernel sets agree less tightly.
-@pytest.mark.parametrize("activations,tolerance", [("f32", 1e-6), ("int8", 2e-3)])
+# rounding of an activation in the next, so kernel sets agree less tightly;
+# with int16 such a flip moves a value by 2^-16 of its row's largest.
+@pytest.mark.parametrize("activations,tolerance", [("f32", 1e-6), ("int16", 1e-6), ("int8", 2e-3)])
 def test_every_kernel_set_gives_the_same_vectors(minilm_gguf_q8, corpus, activations, tolerance):
     import native
 

@@ -38,9 +38,10 @@ def published() -> dict:
     return load_results(RESULTS_FILE)
 
 
-def assert_published(published: dict, vectors: np.ndarray, reference: np.ndarray, file_type: str) -> None:
-    row = find_row(published, MODEL, file_type, "embedq", "f32")
-    assert row is not None, f"no published {MODEL} {file_type} row in {RESULTS_FILE}"
+def assert_published(published: dict, vectors: np.ndarray, reference: np.ndarray, file_type: str,
+                     activations: str = "f32") -> None:
+    row = find_row(published, MODEL, file_type, "embedq", activations)
+    assert row is not None, f"no published {MODEL} {file_type} ({activations}) row in {RESULTS_FILE}"
     problems = discrepancies(vectors, reference, row, MARGIN, MARGIN)
     assert not problems, f"{file_type} differs from BENCHMARKS.md: {problems}"
 
@@ -69,11 +70,29 @@ def test_f32_matches_sentence_transformers(gemma, corpus, reference, published):
     assert_published(published, ours, reference, "f32")
 
 
-def test_q8_0_matches_sentence_transformers(corpus, reference, published):
-    ours = Model(hub.pull(MODEL, "q8_0", progress=False), threads=2).embed(corpus)
+@pytest.fixture(scope="module")
+def q8_vectors(corpus) -> dict:
+    path = hub.pull(MODEL, "q8_0", progress=False)
+    return {act: Model(path, threads=2, activations=act).embed(corpus) for act in ("f32", "int16")}
+
+
+@pytest.mark.parametrize("activations", ["f32", "int16"])
+def test_q8_0_matches_sentence_transformers(q8_vectors, reference, published, activations):
+    ours = q8_vectors[activations]
     cos = cosines(ours, reference)
     assert cos.min() >= 0.997 and np.median(cos) >= 0.9997, (cos.min(), np.median(cos))
-    assert_published(published, ours, reference, "q8_0")
+    assert_published(published, ours, reference, "q8_0", activations)
+
+
+def test_q8_0_int16_activations_keep_f32_accuracy(q8_vectors, reference):
+    # Gemma's activations span a wide range; per-block int16 scales keep every block's rounding
+    # at 2^-16 of its own largest value, so the vectors stay those of f32 activations.
+    i16, f32 = q8_vectors["int16"], q8_vectors["f32"]
+    between = cosines(i16, f32)
+    assert between.min() >= 0.99999, f"int16 vs f32 activations: min cosine {between.min():.8f}"
+    c16, c32 = cosines(i16, reference), cosines(f32, reference)
+    assert c16.min() >= c32.min() - 1e-5 and np.median(c16) >= np.median(c32) - 1e-5
+    assert (c16 < 0.999).sum() <= (c32 < 0.999).sum()
 
 
 def test_token_ids_match_hf_as_published(gemma, gemma_dir, corpus, published):

@@ -136,3 +136,15 @@ def test_the_cache_key_is_the_model_files_content_not_its_name(minilm_gguf, mini
     a, b, c = (NativeBackend(p, threads=1) for p in (minilm_gguf, copy, minilm_gguf_f16))
     assert a.fingerprint == b.fingerprint != c.fingerprint
     assert a.content_hash == b.content_hash != c.content_hash
+
+
+def test_the_cache_key_names_the_activations_that_ran(minilm_gguf_q8):
+    # "auto" is keyed by what it resolved to on this CPU, so it shares cached vectors with that
+    # explicit setting and never with the other one.
+    auto = NativeBackend(minilm_gguf_q8, threads=1)
+    resolved = auto.model.info["activations"]
+    assert resolved in ("int16", "f32")
+    other = "f32" if resolved == "int16" else "int16"
+    assert auto.fingerprint == NativeBackend(minilm_gguf_q8, threads=1, activations=resolved).fingerprint
+    assert auto.fingerprint != NativeBackend(minilm_gguf_q8, threads=1, activations=other).fingerprint
+    assert auto.fingerprint.endswith("|" + resolved)

@@ -33,3 +33,34 @@ def test_runtime_section_is_replaced_on_rerun(tmp_path, minilm_gguf):
     start, end = markers(key)
     assert text.count(start) == 1 and text.count(end) == 1 and text.count(png.name) == 1
     assert text.startswith("# Benchmarks\n\nintro kept\n")
+
+
+def _run(engine, label, rates, load_s=0.1, rss=80.0):
+    return {"engine": engine, "label": label, "load_s": load_s, "peak_rss_mb": rss, "meta": {},
+            "results": [{"batch_size": bs, "texts": 10, "seconds": 10 / r, "texts_per_s": r, "latency_ms": [1000 / r]}
+                        for bs, r in rates.items()]}
+
+
+def test_rounds_report_the_median_run_and_pool_latencies():
+    from bench.runtime import merge_rounds
+
+    rounds = [_run("embedq", "e", {1: r1, 32: r32}, load_s=ls, rss=rss)
+              for r1, r32, ls, rss in [(10, 300, 0.1, 80), (50, 100, 0.3, 90), (30, 200, 0.2, 70)]]
+    merged = merge_rounds(rounds)
+    assert [r["texts_per_s"] for r in merged["results"]] == [30, 200]
+    assert merged["results"][0]["rounds"] == [10, 50, 30]
+    assert len(merged["results"][1]["latency_ms"]) == 3
+    assert merged["load_s"] == 0.2 and merged["peak_rss_mb"] == 90
+
+
+def test_the_any_batch_column_compares_with_llamas_best_configuration():
+    from bench.runtime import render_markdown
+
+    runs = [_run("embedq", "embedq (default: int16)", {1: 100, 32: 300}),
+            _run("llama.cpp", "llama.cpp (n_ctx=n_batch=512)", {1: 150, 32: 50}),
+            _run("llama.cpp", "llama.cpp (n_ctx=n_batch=2048)", {1: 120, 32: 60})]
+    md = render_markdown("t", "setup", runs, 10.0)
+    row = next(x for x in md.splitlines() if x.startswith("| embedq (default: int16) | 32 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # Same batch: 300 / max(50, 60); any batch: 300 / 150 (llama.cpp at batch 1, n_ctx 512).
+    assert cells[9] == "5.00x" and cells[10] == "2.00x"

@@ -1,5 +1,9 @@
 // AVX2 + FMA + F16C kernels (compiled with -mavx2 -mfma -mf16c; reached only
 // after dispatch.cpp has checked the CPU).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
 #include "kernels/kernels.h"
 #include "kernels/tiling.h"
 
@@ -249,12 +253,147 @@ void gemm_q8_0_nt(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B, siz
   gemm_grid<Q8Tile>(A, lda_blocks, B, ldb_blocks, C, ldc, m, n, k / QK8_0);
 }
 
+
+// --- int16 activations ------------------------------------------------------
+
+void quantize_row_i16(const float* x, int16_t* q, float* d, size_t k) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i lo = _mm256_set1_epi32(-(int)kI16Max), hi = _mm256_set1_epi32((int)kI16Max);
+  for (size_t b = 0; b < k / QK8_0; ++b) {
+    const float* xb = x + b * QK8_0;
+    __m256 v[4];
+    for (int g = 0; g < 4; ++g) v[g] = _mm256_loadu_ps(xb + 8 * g);
+    const __m256 m8 = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                                    _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8), _mm256_extractf128_ps(m8, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    // x - x is 0 for finite x and NaN otherwise (max_ps alone can drop a NaN).
+    const __m256 nf = _mm256_add_ps(_mm256_add_ps(_mm256_sub_ps(v[0], v[0]), _mm256_sub_ps(v[1], v[1])),
+                                    _mm256_add_ps(_mm256_sub_ps(v[2], v[2]), _mm256_sub_ps(v[3], v[3])));
+    const bool finite = _mm256_movemask_ps(_mm256_cmp_ps(nf, nf, _CMP_UNORD_Q)) == 0;
+    __m256i* qb = reinterpret_cast<__m256i*>(q + b * QK8_0);
+    if (!finite || !(amax >= kI16MinAmax)) {
+      _mm256_storeu_si256(qb, _mm256_setzero_si256());
+      _mm256_storeu_si256(qb + 1, _mm256_setzero_si256());
+      d[b] = finite ? 0.0f : NAN;
+      continue;
+    }
+    // cvtps rounds ties to even under the default MXCSR, like the reference's
+    // nearbyint; the clamp (done in int32, same result) bounds an ulp overshoot.
+    const __m256 vid = _mm256_set1_ps(kI16Max / amax);
+    __m256i iq[4];
+    for (int g = 0; g < 4; ++g)
+      iq[g] = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(v[g], vid)), lo), hi);
+    // packs interleaves 128-bit lanes; the permute restores element order.
+    _mm256_storeu_si256(qb, _mm256_permute4x64_epi64(_mm256_packs_epi32(iq[0], iq[1]), 0xd8));
+    _mm256_storeu_si256(qb + 1, _mm256_permute4x64_epi64(_mm256_packs_epi32(iq[2], iq[3]), 0xd8));
+    d[b] = amax / kI16Max;
+  }
+}
+
+void pack_q8_0_i16(const BlockQ8_0* W, size_t ldw_blocks, size_t rows, size_t k, int16_t* q, float* d) {
+  const size_t nb = k / QK8_0;
+  for (size_t g = 0; g < i16_groups(rows); ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      // Pair p of row l goes to lane l of vector p (kernels.h): a transpose of
+      // 32-bit pairs through memory, cheap next to the GEMM that reuses it.
+      int32_t* qb = reinterpret_cast<int32_t*>(q + (g * nb + b) * kI16Group * QK8_0);
+      float* db = d + (g * nb + b) * kI16Group;
+      for (size_t l = 0; l < kI16Group; ++l) {
+        const size_t row = g * kI16Group + l;
+        if (row >= rows) {
+          db[l] = 0.0f;
+          for (int p = 0; p < QK8_0 / 2; ++p) qb[p * kI16Group + l] = 0;
+          continue;
+        }
+        const BlockQ8_0& src = W[row * ldw_blocks + b];
+        db[l] = _cvtsh_ss(src.d);
+        alignas(32) int32_t pairs[QK8_0 / 2];
+        const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src.qs));
+        const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src.qs + 16));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(pairs), _mm256_cvtepi8_epi16(lo));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(pairs + 8), _mm256_cvtepi8_epi16(hi));
+        for (int p = 0; p < QK8_0 / 2; ++p) qb[p * kI16Group + l] = pairs[p];
+      }
+    }
+}
+
+// mr activation rows x one group of 16 columns (two ymm halves). Per block,
+// 16 steps of: broadcast an activation pair, vpmaddwd against each half,
+// add into int32 accumulators; then a conversion, a multiply and an FMA per
+// accumulator apply the block's weight scales times the row's block scale. 3 rows: 6 int32 + 6 f32 accumulators,
+// 2 weight halves and the broadcast fill 15 of the 16 registers.
+template <int mr>
+void i16_tile(const int16_t* A, size_t lda, const float* ad, size_t ldad, const int16_t* Bq, const float* Bd,
+              size_t nb, float* C, size_t ldc, size_t cols) {
+  __m256 acc[mr][2];
+#pragma GCC unroll 4
+  for (int i = 0; i < mr; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (size_t b = 0; b < nb; ++b) {
+    __m256i iacc[mr][2];
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; ++i) iacc[i][0] = iacc[i][1] = _mm256_setzero_si256();
+    const int16_t* bq = Bq + b * kI16Group * QK8_0;
+#pragma GCC unroll 16
+    for (int p = 0; p < QK8_0 / 2; ++p) {
+      const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq + p * 2 * kI16Group));
+      const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bq + p * 2 * kI16Group + 16));
+#pragma GCC unroll 4
+      for (int i = 0; i < mr; ++i) {
+        int32_t pair;
+        std::memcpy(&pair, A + i * lda + b * QK8_0 + 2 * p, sizeof pair);
+        const __m256i a = _mm256_set1_epi32(pair);
+        iacc[i][0] = _mm256_add_epi32(iacc[i][0], _mm256_madd_epi16(a, w0));
+        iacc[i][1] = _mm256_add_epi32(iacc[i][1], _mm256_madd_epi16(a, w1));
+      }
+    }
+    const __m256 d0 = _mm256_loadu_ps(Bd + b * kI16Group), d1 = _mm256_loadu_ps(Bd + b * kI16Group + 8);
+#pragma GCC unroll 4
+    for (int i = 0; i < mr; ++i) {
+      const __m256 s = _mm256_broadcast_ss(ad + i * ldad + b);
+      acc[i][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[i][0]), _mm256_mul_ps(d0, s), acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[i][1]), _mm256_mul_ps(d1, s), acc[i][1]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < mr; ++i) {
+    float* c = C + i * ldc;
+    if (cols == kI16Group) {
+      _mm256_storeu_ps(c, acc[i][0]);
+      _mm256_storeu_ps(c + 8, acc[i][1]);
+    } else {
+      alignas(32) float t[16];
+      _mm256_store_ps(t, acc[i][0]);
+      _mm256_store_ps(t + 8, acc[i][1]);
+      for (size_t j = 0; j < cols; ++j) c[j] = t[j];
+    }
+  }
+}
+
+void gemm_i16_nt(const int16_t* A, size_t lda, const float* ad, size_t ldad, const int16_t* Bq, const float* Bd,
+                 float* C, size_t ldc, size_t m, size_t n, size_t k) {
+  const size_t nb = k / QK8_0;
+  for (size_t g = 0; g < i16_groups(n); ++g) {
+    const size_t c0 = g * kI16Group, cols = std::min(n - c0, kI16Group);
+    const int16_t* bq = Bq + g * nb * kI16Group * QK8_0;
+    const float* bd = Bd + g * nb * kI16Group;
+    size_t i = 0;
+    for (; i + 3 <= m; i += 3)
+      i16_tile<3>(A + i * lda, lda, ad + i * ldad, ldad, bq, bd, nb, C + i * ldc + c0, ldc, cols);
+    if (m - i == 2) i16_tile<2>(A + i * lda, lda, ad + i * ldad, ldad, bq, bd, nb, C + i * ldc + c0, ldc, cols);
+    if (m - i == 1) i16_tile<1>(A + i * lda, lda, ad + i * ldad, ldad, bq, bd, nb, C + i * ldc + c0, ldc, cols);
+  }
+}
+
 }  // namespace
 
 const Kernels* kernels_avx2() {
   static const Kernels k = {
       "avx2",          dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
       row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
+      quantize_row_i16, pack_q8_0_i16, gemm_i16_nt, false,
   };
   return &k;
 }

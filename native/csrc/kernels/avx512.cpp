@@ -1,5 +1,8 @@
 // AVX-512 (F, BW, VL, DQ) kernels. Compiled with those flags plus AVX2/FMA/
 // F16C; reached only after dispatch.cpp has checked the CPU and the OS.
+#include <algorithm>
+#include <cstring>
+
 #include "kernels/kernels.h"
 #include "kernels/tiling.h"
 
@@ -332,21 +335,114 @@ void gemm_q8_0_nt_vnni(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B
   gemm_grid<Q8TileVnni>(A, lda_blocks, B, ldb_blocks, C, ldc, m, n, k / QK8_0);
 }
 
+
+// --- int16 activations ------------------------------------------------------
+
+void quantize_row_i16(const float* x, int16_t* q, float* d, size_t k) {
+  const __m512i lo = _mm512_set1_epi32(-(int)kI16Max), hi = _mm512_set1_epi32((int)kI16Max);
+  for (size_t b = 0; b < k / QK8_0; ++b) {
+    const __m512 v0 = _mm512_loadu_ps(x + b * QK8_0), v1 = _mm512_loadu_ps(x + b * QK8_0 + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    // x - x is 0 for finite x and NaN otherwise (max_ps alone can drop a NaN).
+    const __m512 nf = _mm512_add_ps(_mm512_sub_ps(v0, v0), _mm512_sub_ps(v1, v1));
+    const bool finite = _mm512_cmp_ps_mask(nf, nf, _CMP_UNORD_Q) == 0;
+    __m256i* qb = reinterpret_cast<__m256i*>(q + b * QK8_0);
+    if (!finite || !(amax >= kI16MinAmax)) {
+      _mm256_storeu_si256(qb, _mm256_setzero_si256());
+      _mm256_storeu_si256(qb + 1, _mm256_setzero_si256());
+      d[b] = finite ? 0.0f : NAN;
+      continue;
+    }
+    // cvtps rounds ties to even under the default MXCSR, like the reference's
+    // nearbyint; the clamp (done in int32, same result) bounds an ulp overshoot.
+    const __m512 vid = _mm512_set1_ps(kI16Max / amax);
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, vid)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, vid));
+    _mm256_storeu_si256(qb, _mm512_cvtepi32_epi16(_mm512_min_epi32(_mm512_max_epi32(q0, lo), hi)));
+    _mm256_storeu_si256(qb + 1, _mm512_cvtepi32_epi16(_mm512_min_epi32(_mm512_max_epi32(q1, lo), hi)));
+    d[b] = amax / kI16Max;
+  }
+}
+
+// Packs each 16-row group block by block. Each row's block, widened to 32
+// int16, is 16 int32 pairs; the packed layout (kernels.h) wants pair p of
+// every row in vector p, a 16x16 transpose of 32-bit elements, done in
+// registers: 32-bit and 64-bit unpacks transpose 4x4 tiles inside each
+// 128-bit lane, then two rounds of 128-bit shuffles transpose the lanes.
+void pack_q8_0_i16(const BlockQ8_0* W, size_t ldw_blocks, size_t rows, size_t k, int16_t* q, float* d) {
+  const size_t nb = k / QK8_0;
+  for (size_t g = 0; g < i16_groups(rows); ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      __m512i r[kI16Group];
+      float* db = d + (g * nb + b) * kI16Group;
+      for (size_t l = 0; l < kI16Group; ++l) {
+        const size_t row = g * kI16Group + l;
+        if (row >= rows) {
+          r[l] = _mm512_setzero_si512();
+          db[l] = 0.0f;
+          continue;
+        }
+        const BlockQ8_0& src = W[row * ldw_blocks + b];
+        r[l] = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src.qs)));
+        db[l] = _cvtsh_ss(src.d);
+      }
+      __m512i t[kI16Group], u[kI16Group];
+      for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+      }
+      // u[4a + c], 128-bit lane L: rows 4a..4a+3 of column 4L + c.
+      for (int i = 0; i < 16; i += 4) {
+        u[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+      }
+      __m512i* out = reinterpret_cast<__m512i*>(q + (g * nb + b) * kI16Group * QK8_0);
+      for (int c = 0; c < 4; ++c) {
+        const __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512i v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], _MM_SHUFFLE(3, 2, 3, 2));
+        const __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(1, 0, 1, 0));
+        const __m512i v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(3, 2, 3, 2));
+        _mm512_storeu_si512(out + c, _mm512_shuffle_i32x4(v0, v2, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm512_storeu_si512(out + 4 + c, _mm512_shuffle_i32x4(v0, v2, _MM_SHUFFLE(3, 1, 3, 1)));
+        _mm512_storeu_si512(out + 8 + c, _mm512_shuffle_i32x4(v1, v3, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm512_storeu_si512(out + 12 + c, _mm512_shuffle_i32x4(v1, v3, _MM_SHUFFLE(3, 1, 3, 1)));
+      }
+    }
+}
+
+#define EMBEDQ_I16_NS i16_plain
+#define EMBEDQ_I16_VNNI 0
+#include "kernels/avx512_i16.inc"
+#undef EMBEDQ_I16_NS
+#undef EMBEDQ_I16_VNNI
+
+#pragma GCC push_options
+#pragma GCC target("avx512vnni")
+#define EMBEDQ_I16_NS i16_vnni
+#define EMBEDQ_I16_VNNI 1
+#include "kernels/avx512_i16.inc"
+#undef EMBEDQ_I16_NS
+#undef EMBEDQ_I16_VNNI
+#pragma GCC pop_options
+
 }  // namespace
 
 const Kernels* kernels_avx512() {
   static const Kernels k = {
       "avx512",        dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
       row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
+      quantize_row_i16, pack_q8_0_i16, i16_plain::gemm_i16_nt, false,
   };
   return &k;
 }
 
-// Same as "avx512" except for the VNNI integer GEMM.
+// Same as "avx512" except for the VNNI integer GEMMs.
 const Kernels* kernels_avx512vnni() {
   static const Kernels k = {
       "avx512vnni",    dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
       row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt_vnni,
+      quantize_row_i16, pack_q8_0_i16, i16_vnni::gemm_i16_nt, true,
   };
   return &k;
 }

@@ -31,7 +31,43 @@ struct Kernels {
   // Integer dot products: C[i*ldc + j] = dot(Aq row i, Bq row j), k in elements.
   void (*gemm_q8_0_nt)(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B, size_t ldb_blocks,
                        float* C, size_t ldc, size_t m, size_t n, size_t k);
+
+  // 16-bit activations (see quant.h, "int16 activations"). One activation row
+  // of k elements (a multiple of 32) becomes int16 quants q with |q| <= kI16Max
+  // and one f32 scale per block of 32 in d: x ~ d[b] * q. A block holding inf
+  // or NaN gets zero quants and a NaN scale, so the products come out NaN as
+  // they would in f32 (and the model's output check refuses the vector)
+  // instead of something finite.
+  void (*quantize_row_i16)(const float* x, int16_t* q, float* d, size_t k);
+  // Packs `rows` Q8_0 weight rows (row stride ldw_blocks) for gemm_i16_nt:
+  // see kI16Group below for the layout; rows past `rows` in the last
+  // group are zero (quants and scales).
+  void (*pack_q8_0_i16)(const BlockQ8_0* W, size_t ldw_blocks, size_t rows, size_t k, int16_t* q, float* d);
+  // C[i*ldc + j] = sum_b ad[i*ldad + b] * d_j,b * sum_{t in block b} A[i*lda + t] * w_j,t
+  // for i < m, j < n, with exact int32 block sums, B packed by pack_q8_0_i16
+  // (n rows). Preconditions: |A| <= kI16Max and k a multiple of 32.
+  void (*gemm_i16_nt)(const int16_t* A, size_t lda, const float* ad, size_t ldad, const int16_t* Bq,
+                      const float* Bd, float* C, size_t ldc, size_t m, size_t n, size_t k);
+
+  // Whether gemm_i16_nt beats dequantizing to f32 with this set, which makes
+  // int16 the default activations for Q8_0 weights: true only where a fused
+  // 16-bit multiply-add (VPDPWSSD) exists. Without it vpmaddwd + vpaddd cost
+  // as much per product as one FMA does, and the f32 path wins.
+  bool prefer_i16;
 };
+
+// Packed int16 weights: rows go in groups of kI16Group; a group holds, per
+// block of 32 columns, 16 vectors of kI16Group int16 pairs (vector p, lane
+// l = columns 2p and 2p+1 of the group's row l) and then, separately, the
+// block's kI16Group f32 scales. Pairs are what vpmaddwd / VPDPWSSD multiply,
+// so with one activation pair broadcast, one instruction computes a partial
+// dot product for 16 output columns at once, and a block's int32 sums are
+// scaled once per 16 outputs instead of once per output.
+constexpr size_t kI16Group = 16;
+inline size_t i16_groups(size_t rows) { return (rows + kI16Group - 1) / kI16Group; }
+// Packed sizes for `rows` rows of k columns: int16 quants and f32 scales.
+inline size_t i16_packed_quants(size_t rows, size_t k) { return i16_groups(rows) * kI16Group * k; }
+inline size_t i16_packed_scales(size_t rows, size_t k) { return i16_groups(rows) * kI16Group * (k / QK8_0); }
 
 // The reference implementation (always available).
 const Kernels& kernels_scalar();

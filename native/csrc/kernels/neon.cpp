@@ -178,10 +178,15 @@ void gemm_q8_0_nt(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B, siz
 }  // namespace
 
 const Kernels* kernels_neon() {
-  static const Kernels k = {
-      "neon",          dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
-      row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
-  };
+  // int16 activations have no NEON kernels yet: the scalar reference stands in.
+  static const Kernels k = [] {
+    const Kernels& s = kernels_scalar();
+    return Kernels{
+        "neon",          dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
+        row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
+        s.quantize_row_i16, s.pack_q8_0_i16, s.gemm_i16_nt, false,
+    };
+  }();
   return &k;
 }
 

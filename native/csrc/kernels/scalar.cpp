@@ -70,12 +70,74 @@ void gemm_q8_0_nt(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B, siz
   }
 }
 
+// Ties to even (nearbyint under the default rounding mode), which is what the
+// SIMD conversions do, so every kernel set produces identical quants.
+void quantize_row_i16(const float* x, int16_t* q, float* d, size_t k) {
+  for (size_t b = 0; b < k / QK8_0; ++b) {
+    const float* xb = x + b * QK8_0;
+    int16_t* qb = q + b * QK8_0;
+    float amax = 0.0f;
+    bool finite = true;
+    for (int i = 0; i < QK8_0; ++i) {
+      amax = std::fmax(amax, std::fabs(xb[i]));
+      finite = finite && std::isfinite(xb[i]);
+    }
+    if (!finite || !(amax >= kI16MinAmax)) {
+      for (int i = 0; i < QK8_0; ++i) qb[i] = 0;
+      d[b] = finite ? 0.0f : NAN;
+      continue;
+    }
+    const float id = kI16Max / amax;
+    for (int i = 0; i < QK8_0; ++i) {
+      // x * id can land an ulp above kI16Max; the clamp keeps the bound exact.
+      const float r = std::nearbyint(xb[i] * id);
+      qb[i] = (int16_t)std::fmin(std::fmax(r, -kI16Max), kI16Max);
+    }
+    d[b] = amax / kI16Max;
+  }
+}
+
+void pack_q8_0_i16(const BlockQ8_0* W, size_t ldw_blocks, size_t rows, size_t k, int16_t* q, float* d) {
+  const size_t nb = k / QK8_0;
+  for (size_t g = 0; g < i16_groups(rows); ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      int16_t* qb = q + (g * nb + b) * kI16Group * QK8_0;
+      float* db = d + (g * nb + b) * kI16Group;
+      for (size_t l = 0; l < kI16Group; ++l) {
+        const size_t row = g * kI16Group + l;
+        const BlockQ8_0* src = row < rows ? &W[row * ldw_blocks + b] : nullptr;
+        db[l] = src ? fp16_to_fp32(src->d) : 0.0f;
+        for (int t = 0; t < QK8_0; ++t) qb[(t / 2) * 2 * kI16Group + 2 * l + t % 2] = src ? src->qs[t] : 0;
+      }
+    }
+}
+
+void gemm_i16_nt(const int16_t* A, size_t lda, const float* ad, size_t ldad, const int16_t* Bq, const float* Bd,
+                 float* C, size_t ldc, size_t m, size_t n, size_t k) {
+  const size_t nb = k / QK8_0;
+  for (size_t i = 0; i < m; ++i) {
+    for (size_t j = 0; j < n; ++j) {
+      const size_t g = j / kI16Group, l = j % kI16Group;
+      float s = 0.0f;
+      for (size_t blk = 0; blk < nb; ++blk) {
+        const int16_t* qb = Bq + (g * nb + blk) * kI16Group * QK8_0;
+        int32_t isum = 0;
+        for (size_t t = 0; t < QK8_0; ++t)
+          isum += (int32_t)A[i * lda + blk * QK8_0 + t] * qb[(t / 2) * 2 * kI16Group + 2 * l + t % 2];
+        s += ad[i * ldad + blk] * Bd[(g * nb + blk) * kI16Group + l] * (float)isum;
+      }
+      C[i * ldc + j] = s;
+    }
+  }
+}
+
 }  // namespace
 
 const Kernels& kernels_scalar() {
   static const Kernels k = {
       "scalar",        dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
       row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
+      quantize_row_i16, pack_q8_0_i16, gemm_i16_nt, false,
   };
   return k;
 }
