@@ -155,3 +155,89 @@ def test_legacy_types_written_by_gguf_compute_their_dequantized_weights(tmp_path
     # And the quantization did change something: it is not F32 in disguise.
     cos_f32 = (ours * Model(f32_path, threads=2).embed(texts)).sum(1)
     assert cos_f32.max() < 0.99999, cos_f32
+
+
+# --- files quantized by llama.cpp itself ------------------------------------
+#
+# MiniLM's rows are 384 wide (1536 for ffn_down): only ffn_down holds whole
+# 256-element super-blocks, so llama.cpp falls back to a legacy type for the
+# other matrices (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> Q4_0)
+# and every K recipe is a mixed file. The types each recipe must contain are
+# what llama.cpp 0.3.36 writes for it.
+RECIPES = {
+    # recipe: (types the file holds, floors on the min and the median cosine vs our F32 vectors
+    # over the whole corpus). Floors: what this test measured (llama.cpp 0.3.36, AVX-512), less
+    # about 0.01 on the min and 0.002-0.004 on the median, so another kernel set's summation
+    # order cannot flip them; a misread nibble or scale drops the median far below any of them.
+    # MiniLM is small (384 wide): 4-bit weights cost it far more than they cost larger models.
+    "Q4_0": ({"Q4_0", "Q8_0"}, 0.84, 0.96),            # measured 0.853 / 0.9642
+    "Q4_1": ({"Q4_1", "Q8_0"}, 0.85, 0.963),           # measured 0.860 / 0.9669
+    "Q5_0": ({"Q5_0", "Q8_0"}, 0.95, 0.987),           # measured 0.964 / 0.9898
+    "Q5_1": ({"Q5_1", "Q8_0"}, 0.955, 0.99),           # measured 0.966 / 0.9925
+    "Q2_K": ({"Q3_K", "Q4_0", "Q8_0"}, 0.81, 0.947),   # measured 0.821 / 0.9511
+    "Q3_K_M": ({"Q4_K", "Q4_0", "Q5_0", "Q5_1", "Q8_0"}, 0.895, 0.973),  # measured 0.907 / 0.9761
+    "Q4_K_M": ({"Q4_K", "Q5_0", "Q6_K", "Q8_0"}, 0.945, 0.987),         # measured 0.958 / 0.9896
+    "Q5_K_M": ({"Q5_K", "Q5_1", "Q6_K", "Q8_0"}, 0.965, 0.992),         # measured 0.975 / 0.9941
+    "Q6_K": ({"Q6_K", "Q8_0"}, 0.99, 0.999),           # measured 0.997 / 0.9996
+}
+
+
+def cosines(a, b):
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def llama_embed(path, texts):
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=str(path), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
+                          n_threads=2, verbose=False, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN)
+    try:
+        return np.array([llm.embed(t, normalize=True, truncate=True) for t in texts], dtype=np.float32)
+    finally:
+        llm.close()
+
+
+@pytest.fixture(scope="module")
+def short_texts(corpus, st_minilm):
+    # llama.cpp does not truncate at the sentence-transformers limit (256): compare within it.
+    # 200 of them, as the Q8_0 peer test does: llama.cpp embeds one text per call.
+    return [t for t in corpus if t.strip() and len(st_minilm.tokenize([t])["input_ids"][0]) <= 256][:200]
+
+
+@pytest.fixture(scope="module")
+def st_short(st_minilm, short_texts):
+    return st_minilm.encode(short_texts, normalize_embeddings=True)
+
+
+@pytest.fixture(scope="module")
+def ours_f32(minilm_gguf, corpus):
+    return Model(minilm_gguf, threads=2).embed(corpus)
+
+
+@pytest.mark.slow
+@pytest.mark.peers
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_llama_cpp_quantized_minilm(recipe, minilm_gguf, corpus, ours_f32, short_texts, st_short):
+    pytest.importorskip("llama_cpp")
+    from helpers.peers import llama_cpp_quantize
+
+    types, min_floor, median_floor = RECIPES[recipe]
+    path = llama_cpp_quantize(minilm_gguf, recipe)
+    held = {t["type"] for t in native.inspect_gguf(str(path))["tensors"] if len(t["shape"]) == 2} - {"F32"}
+    assert held == types
+
+    model = Model(path, threads=2)
+    vec = model.embed(corpus)
+    assert np.isfinite(vec).all()
+    vs_f32 = cosines(vec, ours_f32)
+
+    short = model.embed(short_texts)
+    ours = cosines(short, st_short)
+    theirs = cosines(llama_embed(path, short_texts), st_short)
+    print(f"\n{recipe:7s} {path.stat().st_size / 1e6:5.1f} MB  vs our F32 min/median {vs_f32.min():.5f}/"
+          f"{np.median(vs_f32):.6f}  vs sentence-transformers ({len(short_texts)} texts): embedq "
+          f"{ours.min():.5f}/{np.median(ours):.6f}, llama.cpp {theirs.min():.5f}/{np.median(theirs):.6f}, "
+          f"under 0.999: {int((ours < 0.999).sum())} vs {int((theirs < 0.999).sum())}")
+    assert vs_f32.min() >= min_floor and np.median(vs_f32) >= median_floor, "floor"
+    # At least as accurate as llama.cpp on the very same file.
+    assert ours.min() >= theirs.min() and np.median(ours) >= np.median(theirs)
