@@ -114,45 +114,9 @@ def llama_cpp_convert(model_dir: str | os.PathLike, out_path: str | os.PathLike,
     return out_path
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def llama_cpp_quantize(src: str | os.PathLike, recipe: str) -> Path:
+    """`src` quantized by llama.cpp's own quantizer (cached by the source's hash): bench/quants.py."""
+    from bench.quants import llama_cpp_quantize as quantize
 
-
-def llama_cpp_quantize(src: str | os.PathLike, ftype: str, threads: int = 2) -> Path:
-    """``src`` quantized by llama.cpp's own quantizer (``llama_model_quantize``)
-    to the recipe ``ftype`` ("Q4_0", "Q4_K_M", "Q6_K", ... as in LLAMA_FTYPE_MOSTLY_*).
-
-    Cached under ``$EMBEDQ_HOME/peers/quantized/<sha256 of src>/`` so a rerun
-    on the same source file costs nothing, and a changed source never reuses
-    a stale file.
-    """
-    import ctypes
-
-    import llama_cpp
-
-    src = Path(src)
-    target = _home() / "peers" / "quantized" / _sha256(src)[:16] / f"{src.stem}-{ftype}.gguf"
-    if target.is_file():
-        return target
-    code = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype}", None)
-    if code is None:
-        raise PeerError(f"llama-cpp-python has no LLAMA_FTYPE_MOSTLY_{ftype}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = code
-    params.nthread = threads
-    try:
-        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(), ctypes.byref(params))
-        if rc != 0 or not partial.is_file():
-            raise PeerError(f"llama_model_quantize({src.name}, {ftype}) failed with {rc}")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    return target
+    return quantize(src, recipe)
