@@ -5,8 +5,9 @@ For each llama.cpp recipe (Q4_0 ... Q6_K, Q4_K_M ...) the model's F32 GGUF is qu
 llama-cpp-python's `llama_model_quantize` (cached under $EMBEDQ_HOME/peers/quantized, keyed by
 the source file's hash), then, per engine: the file size, cosine of each text's vector to
 sentence-transformers with F32 weights on the multilingual corpus (min, median, texts under 0.999),
-texts/s at batch 32 and batch 1 on the short English texts, and peak resident memory of the
-throughput run. The table replaces the section `quants-MODEL` of BENCHMARKS.md.
+texts/s at batch 32 and batch 1 on the short English texts (the best of a few rounds that
+alternate the engines, so a busy spell on a shared machine does not land on one engine only).
+The table replaces the section `quants-MODEL` of BENCHMARKS.md.
 
 llama-cpp-python is a peer for measuring, never something embedq needs at run time.
 """
@@ -88,10 +89,17 @@ def _speed(engine: str, path: Path, threads: int, texts: list[str], max_seconds:
     if r is None:
         return None
     by_bs = {x["batch_size"]: x["texts_per_s"] for x in r["results"]}
-    return {"b32": by_bs[32], "b1": by_bs[1], "rss_mb": r["peak_rss_mb"]}
+    return {"b32": by_bs[32], "b1": by_bs[1]}
 
 
-def measure(model: str, recipes: list[str], threads: int, n_speed: int, max_seconds: float) -> list[dict]:
+def best_speed(runs: list[dict | None]) -> dict | None:
+    """Per batch size, the fastest of the rounds that ran."""
+    runs = [r for r in runs if r]
+    return {k: max(r[k] for r in runs) for k in ("b32", "b1")} if runs else None
+
+
+def measure(model: str, recipes: list[str], threads: int, n_speed: int, max_seconds: float,
+            rounds: int) -> list[dict]:
     from tqdm import tqdm
 
     from native import Model, hub
@@ -117,9 +125,13 @@ def measure(model: str, recipes: list[str], threads: int, n_speed: int, max_seco
             ok = ~np.isnan(vec).any(axis=1)
             row["llama.cpp"] = {**figures(vec[ok], reference[ok]), "failed": int((~ok).sum()), "version": version}
         del m
-        for engine in ("embedq", "llama.cpp"):
-            if engine in row:
-                row[engine]["speed"] = _speed(engine, path, threads, fast, max_seconds)
+        engines = [e for e in ("embedq", "llama.cpp") if e in row]
+        speeds = {e: [] for e in engines}
+        for _ in range(rounds):
+            for e in engines:
+                speeds[e].append(_speed(e, path, threads, fast, max_seconds))
+        for e in engines:
+            row[e]["speed"] = best_speed(speeds[e])
         rows.append(row)
         tqdm.write(f"  {recipe}: " + "; ".join(
             f"{e} min {row[e]['min_cos']:.5f} median {row[e]['median_cos']:.6f}" for e in ("embedq", "llama.cpp")
@@ -127,7 +139,8 @@ def measure(model: str, recipes: list[str], threads: int, n_speed: int, max_seco
     return rows
 
 
-def render(model: str, rows: list[dict], threads: int, n_texts: int, n_speed: int, command: str) -> str:
+def render(model: str, rows: list[dict], threads: int, n_texts: int, n_speed: int, rounds: int,
+           command: str) -> str:
     lines = [
         f"## llama.cpp's quantized files: {model}",
         "",
@@ -135,12 +148,13 @@ def render(model: str, rows: list[dict], threads: int, n_texts: int, n_speed: in
         f"embedq and by llama.cpp (llama-cpp-python, mean pooling, `Llama.embed(truncate=True)`, n_ctx = the "
         f"model's maximum) on the same file. Cosine: each of {n_texts} texts of the multilingual corpus against "
         f"sentence-transformers with F32 weights. Speed: {n_speed} short English texts, {threads} threads, "
-        f"texts/s at batch 32 and batch 1; RSS: peak resident memory of the speed run. "
+        f"texts/s at batch 32 and batch 1, the best of {rounds} rounds alternating the engines (the machine "
+        f"is shared, so expect noise; compare engines within a row). "
         f"A recipe falls back to a legacy type for rows that are not whole 256-element super-blocks, so each "
         f"file mixes types (listed per file below the table).",
         "",
-        "| recipe | MB | engine | min cos | median cos | texts < 0.999 | texts/s b32 | texts/s b1 | RSS MB |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| recipe | MB | engine | min cos | median cos | texts < 0.999 | texts/s b32 | texts/s b1 |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         for engine in ("embedq", "llama.cpp"):
@@ -148,7 +162,7 @@ def render(model: str, rows: list[dict], threads: int, n_texts: int, n_speed: in
             if e is None:
                 continue
             s = e.get("speed") or {}
-            speed = [f"{s[k]:.1f}" if k in s else "-" for k in ("b32", "b1")] + [f"{s['rss_mb']:.0f}" if s else "-"]
+            speed = [f"{s[k]:.1f}" if k in s else "-" for k in ("b32", "b1")]
             name = engine if engine == "embedq" else f"llama.cpp {e.get('version', '')}".strip()
             failed = f" ({e['failed']} failed)" if e.get("failed") else ""
             lines.append(f"| {r['recipe']} | {r['mb']:.1f} | {name} | {e['min_cos']:.5f} | {e['median_cos']:.6f} | "
@@ -164,23 +178,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--speed-texts", type=int, default=128, help="short texts per speed run (default 128)")
     p.add_argument("--max-seconds", type=float, default=20, help="time cap per engine and batch size")
+    p.add_argument("--rounds", type=int, default=3, help="speed rounds per engine, alternating (best kept)")
     p.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"), help="markdown file to update ('' for none)")
 
 
 def run(args) -> int:
     recipes = [r.strip().upper() for r in args.recipes.split(",") if r.strip()]
     bad = [r for r in recipes if r not in RECIPES]
-    if bad or not recipes or args.threads < 1 or args.speed_texts < 1:
+    if bad or not recipes or args.threads < 1 or args.speed_texts < 1 or args.rounds < 1:
         print(f"embedq bench quants: error: recipes must be among {', '.join(RECIPES)} "
-              f"(got {', '.join(bad) or 'none'}); --threads and --speed-texts >= 1", file=sys.stderr)
+              f"(got {', '.join(bad) or 'none'}); --threads, --speed-texts and --rounds >= 1", file=sys.stderr)
         return 2
     from .corpus import load_corpus
 
-    rows = measure(args.model, recipes, args.threads, args.speed_texts, args.max_seconds)
+    rows = measure(args.model, recipes, args.threads, args.speed_texts, args.max_seconds, args.rounds)
     command = report.reproduce("quants", [("--model", args.model), ("--recipes", ",".join(recipes)),
                                           ("--threads", args.threads), ("--speed-texts", args.speed_texts),
-                                          ("--max-seconds", f"{args.max_seconds:g}")])
-    md = render(args.model, rows, args.threads, len(load_corpus()), args.speed_texts, command)
+                                          ("--max-seconds", f"{args.max_seconds:g}"), ("--rounds", args.rounds)])
+    md = render(args.model, rows, args.threads, len(load_corpus()), args.speed_texts, args.rounds, command)
     print(md)
     if str(args.output) not in ("", "."):
         report.replace_section(args.output, f"quants-{args.model}", md)

@@ -187,12 +187,14 @@ def cosines(a, b):
 
 
 def llama_embed(path, texts):
+    """llama.cpp's vectors, and the ids it feeds its model for each text."""
     import llama_cpp
 
     llm = llama_cpp.Llama(model_path=str(path), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
                           n_threads=2, verbose=False, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN)
     try:
-        return np.array([llm.embed(t, normalize=True, truncate=True) for t in texts], dtype=np.float32)
+        vec = np.array([llm.embed(t, normalize=True, truncate=True) for t in texts], dtype=np.float32)
+        return vec, [llm.tokenize(t.encode("utf-8"), add_bos=True, special=False) for t in texts]
     finally:
         llm.close()
 
@@ -231,11 +233,16 @@ def test_llama_cpp_quantized_minilm(recipe, minilm_gguf, corpus, ours_f32, short
     assert np.isfinite(vec).all()
     vs_f32 = cosines(vec, ours_f32)
 
-    short = model.embed(short_texts)
-    ours = cosines(short, st_short)
-    theirs = cosines(llama_embed(path, short_texts), st_short)
+    # llama.cpp's WordPiece differs from HF's on some texts (BENCHMARKS.md, accuracy: 339/383 equal
+    # for MiniLM), which costs it far more than any weight type does; the comparison of the
+    # numerics is over the texts where both feed the model the same ids.
+    their_vec, their_ids = llama_embed(path, short_texts)
+    same_ids = np.array([model.tokenize(t) == ids for t, ids in zip(short_texts, their_ids)])
+    assert same_ids.sum() >= 150
+    ours = cosines(model.embed(short_texts), st_short)[same_ids]
+    theirs = cosines(their_vec, st_short)[same_ids]
     print(f"\n{recipe:7s} {path.stat().st_size / 1e6:5.1f} MB  vs our F32 min/median {vs_f32.min():.5f}/"
-          f"{np.median(vs_f32):.6f}  vs sentence-transformers ({len(short_texts)} texts): embedq "
+          f"{np.median(vs_f32):.6f}  vs sentence-transformers ({same_ids.sum()} texts, same ids): embedq "
           f"{ours.min():.5f}/{np.median(ours):.6f}, llama.cpp {theirs.min():.5f}/{np.median(theirs):.6f}, "
           f"under 0.999: {int((ours < 0.999).sum())} vs {int((theirs < 0.999).sum())}")
     assert vs_f32.min() >= min_floor and np.median(vs_f32) >= median_floor, "floor"
