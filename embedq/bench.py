@@ -1,4 +1,4 @@
-"""`embedq bench runtime|service|http|faults|accuracy|recipes`: the benchmarks in bench/, each replacing its
+"""`embedq bench runtime|service|http|faults|accuracy|recipes|quants`: the benchmarks in bench/, each replacing its
 own sections of BENCHMARKS.md in place (bench/report.py)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="bench_command", metavar="BENCHMARK")
     sub.required = True
 
-    from bench import accuracy, faults, recipes, runtime, service
+    from bench import accuracy, faults, quants, recipes, runtime, service
     from bench import http as http_bench
 
     p = sub.add_parser("runtime", help="our runtime vs llama.cpp and sentence-transformers")
@@ -37,3 +37,8 @@ def register(subparsers) -> None:
     p = sub.add_parser("recipes", help="EmbeddingGemma Q8_0: per-tensor-group sensitivity and mixed-precision recipes")
     recipes.add_arguments(p)
     p.set_defaults(func=recipes.run)
+
+    p = sub.add_parser("quants", help="files quantized by llama.cpp (Q4_0 ... Q6_K, K_M recipes): size, accuracy "
+                                      "and speed, embedq beside llama.cpp on the same file")
+    quants.add_arguments(p)
+    p.set_defaults(func=quants.run)

@@ -6,8 +6,10 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "charsmap.h"
 #include "gguf.h"
@@ -154,14 +156,26 @@ PYBIND11_MODULE(_native, m) {
     k.quantize_row_q8_0(x.data(), reinterpret_cast<BlockQ8_0*>(out.mutable_data()), n);
     return out;
   });
-  m.def("dequantize_q8_0", [](const std::string& name, py::array_t<uint8_t, py::array::c_style> blocks) {
-    if (blocks.ndim() != 1 || blocks.shape(0) % sizeof(BlockQ8_0) != 0) throw py::value_error("dequantize_q8_0: whole blocks expected");
+  // One row of any supported weight type, as the kernel set `name` converts it
+  // to f32 (tests compare it with the gguf package's NumPy dequantizers).
+  m.def("dequantize", [](const std::string& name, const std::string& type,
+                         py::array_t<uint8_t, py::array::c_style> raw) {
     const Kernels& k = kernels_named(name);
-    const size_t n = (size_t)blocks.shape(0) / sizeof(BlockQ8_0) * QK8_0;
+    uint32_t id = 0;
+    while (id < kDTypeSlots && !(dtype_supported(id) && type == dtype_name(id))) ++id;
+    const DTypeInfo* info = id < kDTypeSlots ? dtype_info(id) : nullptr;
+    if (!info) throw py::value_error("dequantize: type '" + type + "' is not one of " + dtype_supported_list());
+    if (raw.ndim() != 1 || raw.shape(0) % info->block_bytes != 0)
+      throw py::value_error("dequantize: a 1-D byte array of whole " + type + " blocks (" +
+                            std::to_string(info->block_bytes) + " bytes each) expected");
+    const size_t n = (size_t)raw.shape(0) / info->block_bytes * info->block_elems;
     py::array_t<float> out((py::ssize_t)n);
-    k.row_to_f32_q8_0(reinterpret_cast<const BlockQ8_0*>(blocks.data()), out.mutable_data(), n);
+    // A copy: numpy gives no alignment promise, and the kernels read fp16 fields in place.
+    std::vector<uint16_t> aligned(((size_t)raw.shape(0) + 1) / 2);
+    if (raw.shape(0)) std::memcpy(aligned.data(), raw.data(), (size_t)raw.shape(0));
+    k.row_to_f32[id](aligned.data(), out.mutable_data(), n);
     return out;
-  });
+  }, py::arg("kernels"), py::arg("type"), py::arg("raw"));
 
   py::class_<Model>(m, "_Model")
       .def(py::init([](const std::string& path, int threads, const std::string& activations, int64_t max_tokens,

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <limits>
 
@@ -39,45 +40,88 @@ std::string utf8_safe(std::string_view s) {
   return out;
 }
 
-const char* dtype_name(uint32_t t) {
-  switch (t) {
-    case 0: return "F32";
-    case 1: return "F16";
-    case 2: return "Q4_0";
-    case 3: return "Q4_1";
-    case 6: return "Q5_0";
-    case 7: return "Q5_1";
-    case 8: return "Q8_0";
-    case 9: return "Q8_1";
-    case 10: return "Q2_K";
-    case 11: return "Q3_K";
-    case 12: return "Q4_K";
-    case 13: return "Q5_K";
-    case 14: return "Q6_K";
-    case 15: return "Q8_K";
-    case 24: return "I8";
-    case 25: return "I16";
-    case 26: return "I32";
-    case 27: return "I64";
-    case 28: return "F64";
-    case 30: return "BF16";
-    default: return "unknown";
-  }
+namespace {
+
+// Indexed by ggml type id; name only for ids we refuse (so errors can name them).
+struct DTypeEntry {
+  DTypeInfo info;
+  bool supported;
+};
+
+constexpr DTypeEntry kTypes[] = {
+    {{"F32", 1, 4, 0, {0, 0}}, true},
+    {{"F16", 1, 2, 0, {0, 0}}, true},
+    {{"Q4_0", QK4_0, sizeof(BlockQ4_0), 1, {offsetof(BlockQ4_0, d), 0}}, true},
+    {{"Q4_1", QK4_1, sizeof(BlockQ4_1), 2, {offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m)}}, true},
+    {{"Q4_2", 0, 0, 0, {0, 0}}, false},  // removed from ggml long ago
+    {{"Q4_3", 0, 0, 0, {0, 0}}, false},
+    {{"Q5_0", QK5_0, sizeof(BlockQ5_0), 1, {offsetof(BlockQ5_0, d), 0}}, true},
+    {{"Q5_1", QK5_1, sizeof(BlockQ5_1), 2, {offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m)}}, true},
+    {{"Q8_0", QK8_0, sizeof(BlockQ8_0), 1, {offsetof(BlockQ8_0, d), 0}}, true},
+    {{"Q8_1", 0, 0, 0, {0, 0}}, false},
+    {{"Q2_K", QK_K, sizeof(BlockQ2_K), 2, {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)}}, true},
+    {{"Q3_K", QK_K, sizeof(BlockQ3_K), 1, {offsetof(BlockQ3_K, d), 0}}, true},
+    {{"Q4_K", QK_K, sizeof(BlockQ4_K), 2, {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)}}, true},
+    {{"Q5_K", QK_K, sizeof(BlockQ5_K), 2, {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)}}, true},
+    {{"Q6_K", QK_K, sizeof(BlockQ6_K), 1, {offsetof(BlockQ6_K, d), 0}}, true},
+    {{"Q8_K", 0, 0, 0, {0, 0}}, false},
+    {{"IQ2_XXS", 0, 0, 0, {0, 0}}, false},
+    {{"IQ2_XS", 0, 0, 0, {0, 0}}, false},
+    {{"IQ3_XXS", 0, 0, 0, {0, 0}}, false},
+    {{"IQ1_S", 0, 0, 0, {0, 0}}, false},
+    {{"IQ4_NL", 0, 0, 0, {0, 0}}, false},
+    {{"IQ3_S", 0, 0, 0, {0, 0}}, false},
+    {{"IQ2_S", 0, 0, 0, {0, 0}}, false},
+    {{"IQ4_XS", 0, 0, 0, {0, 0}}, false},
+    {{"I8", 0, 0, 0, {0, 0}}, false},
+    {{"I16", 0, 0, 0, {0, 0}}, false},
+    {{"I32", 0, 0, 0, {0, 0}}, false},
+    {{"I64", 0, 0, 0, {0, 0}}, false},
+    {{"F64", 0, 0, 0, {0, 0}}, false},
+    {{"IQ1_M", 0, 0, 0, {0, 0}}, false},
+    {{"BF16", 1, 2, 0, {0, 0}}, true},
+    {{"Q4_0_4_4", 0, 0, 0, {0, 0}}, false},  // 31..33: ARM repacks, no longer written
+    {{"Q4_0_4_8", 0, 0, 0, {0, 0}}, false},
+    {{"Q4_0_8_8", 0, 0, 0, {0, 0}}, false},
+    {{"TQ1_0", 0, 0, 0, {0, 0}}, false},
+    {{"TQ2_0", 0, 0, 0, {0, 0}}, false},
+    {{"IQ4_NL_4_4", 0, 0, 0, {0, 0}}, false},
+    {{"IQ4_NL_4_8", 0, 0, 0, {0, 0}}, false},
+    {{"IQ4_NL_8_8", 0, 0, 0, {0, 0}}, false},
+    {{"MXFP4", 0, 0, 0, {0, 0}}, false},
+    {{"NVFP4", 0, 0, 0, {0, 0}}, false},
+    {{"Q1_0", 0, 0, 0, {0, 0}}, false},
+    {{"Q2_0", 0, 0, 0, {0, 0}}, false},
+};
+constexpr size_t kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
+static_assert(kDTypeSlots == (size_t)DType::BF16 + 1, "per-type tables end at BF16, the largest supported id");
+
+}  // namespace
+
+const DTypeInfo* dtype_info(uint32_t t) {
+  return t < kNumTypes && kTypes[t].supported ? &kTypes[t].info : nullptr;
 }
 
-bool dtype_supported(uint32_t t) { return t == 0 || t == 1 || t == 8 || t == 30; }
+const char* dtype_name(uint32_t t) { return t < kNumTypes ? kTypes[t].info.name : "unknown"; }
 
-size_t dtype_block_elems(DType t) { return t == DType::Q8_0 ? QK8_0 : 1; }
+bool dtype_supported(uint32_t t) { return dtype_info(t) != nullptr; }
 
-size_t dtype_block_bytes(DType t) {
-  switch (t) {
-    case DType::F32: return 4;
-    case DType::F16: return 2;
-    case DType::BF16: return 2;
-    case DType::Q8_0: return sizeof(BlockQ8_0);
-  }
-  return 0;
+const char* dtype_supported_list() {
+  static const std::string list = [] {
+    std::string s;
+    for (uint32_t t = 0; t < kNumTypes; ++t) {
+      if (!kTypes[t].supported) continue;
+      if (!s.empty()) s += ", ";
+      s += kTypes[t].info.name;
+    }
+    return s;
+  }();
+  return list.c_str();
 }
+
+size_t dtype_block_elems(DType t) { return dtype_info((uint32_t)t)->block_elems; }
+
+size_t dtype_block_bytes(DType t) { return dtype_info((uint32_t)t)->block_bytes; }
 
 size_t TensorView::row_bytes() const {
   return (size_t)ne[0] / dtype_block_elems(type) * dtype_block_bytes(type);
@@ -295,12 +339,13 @@ void GGUFFile::parse() {
     const uint32_t ty = c.read<uint32_t>("tensor type");
     if (!dtype_supported(ty)) {
       throw GGUFError("tensor '" + t.name + "' has type " + dtype_name(ty) + " (" + std::to_string(ty) +
-                      "); supported types are F32, F16, BF16 and Q8_0");
+                      "), which embedq cannot compute with; supported types are " + dtype_supported_list());
     }
     t.type = (DType)ty;
     const size_t be = dtype_block_elems(t.type);
     if ((uint64_t)t.ne[0] % be != 0) {
-      throw GGUFError("tensor '" + t.name + "' row length " + std::to_string(t.ne[0]) + " is not a multiple of the block size");
+      throw GGUFError("tensor '" + t.name + "' row length " + std::to_string(t.ne[0]) + " is not a multiple of the " +
+                      dtype_name(ty) + " block size (" + std::to_string(be) + ")");
     }
     t.nbytes = total / be * dtype_block_bytes(t.type);
     t.offset = c.read<uint64_t>("tensor offset");

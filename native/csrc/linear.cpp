@@ -8,14 +8,9 @@
 namespace embedq {
 
 void weight_row_to_f32(const Kernels& k, const TensorView& t, size_t row, float* dst) {
-  const size_t n = (size_t)t.ne[0];
   const uint8_t* base = static_cast<const uint8_t*>(t.data) + row * t.row_bytes();
-  switch (t.type) {
-    case DType::F32: std::memcpy(dst, base, n * sizeof(float)); break;
-    case DType::F16: k.row_to_f32_f16(reinterpret_cast<const uint16_t*>(base), dst, n); break;
-    case DType::BF16: k.row_to_f32_bf16(reinterpret_cast<const uint16_t*>(base), dst, n); break;
-    case DType::Q8_0: k.row_to_f32_q8_0(reinterpret_cast<const BlockQ8_0*>(base), dst, n); break;
-  }
+  // The loader admits only types every kernel set has an entry for.
+  k.row_to_f32[(size_t)t.type](base, dst, (size_t)t.ne[0]);
 }
 
 const float* vector_f32(const TensorView& t, std::vector<float>& store) {

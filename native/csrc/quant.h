@@ -12,18 +12,90 @@ namespace embedq {
 enum class DType : uint32_t {
   F32 = 0,
   F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
   Q8_0 = 8,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
   BF16 = 30,
 };
+// Per-type tables are indexed by the raw id, so they hold this many slots.
+constexpr size_t kDTypeSlots = 31;
 
-constexpr int QK8_0 = 32;
+// Block layouts, byte for byte as ggml writes them (all scales are fp16 bits).
+// Legacy types: 32 elements per block, x = d * (q - offset) or x = d * q + m.
+constexpr int QK4_0 = 32, QK4_1 = 32, QK5_0 = 32, QK5_1 = 32, QK8_0 = 32;
+// K types: 256-element super-blocks split into sub-blocks of 16 or 32, each
+// with a small integer scale (and min) multiplied by the fp16 super-scale.
+constexpr int QK_K = 256;
+constexpr int K_SCALE_SIZE = 12;
 
+struct BlockQ4_0 {
+  uint16_t d;
+  uint8_t qs[QK4_0 / 2];  // element i in the low nibble of byte i, i+16 in the high one
+};
+struct BlockQ4_1 {
+  uint16_t d, m;
+  uint8_t qs[QK4_1 / 2];
+};
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];  // fifth bit of element i is bit i of this little-endian word
+  uint8_t qs[QK5_0 / 2];
+};
+struct BlockQ5_1 {
+  uint16_t d, m;
+  uint8_t qh[4];
+  uint8_t qs[QK5_1 / 2];
+};
 // One Q8_0 block: 32 signed bytes sharing an fp16 scale (x = d * q).
 struct BlockQ8_0 {
   uint16_t d;  // fp16 bits
   int8_t qs[QK8_0];
 };
+struct BlockQ2_K {
+  uint8_t scales[QK_K / 16];  // per 16 elements: scale in the low nibble, min in the high one
+  uint8_t qs[QK_K / 4];
+  uint16_t d, dmin;
+};
+struct BlockQ3_K {
+  uint8_t hmask[QK_K / 8];
+  uint8_t qs[QK_K / 4];
+  uint8_t scales[12];  // 16 six-bit scales, biased by 32
+  uint16_t d;
+};
+struct BlockQ4_K {
+  uint16_t d, dmin;
+  uint8_t scales[K_SCALE_SIZE];  // 8 six-bit scales and 8 six-bit mins
+  uint8_t qs[QK_K / 2];
+};
+struct BlockQ5_K {
+  uint16_t d, dmin;
+  uint8_t scales[K_SCALE_SIZE];
+  uint8_t qh[QK_K / 8];
+  uint8_t qs[QK_K / 2];
+};
+struct BlockQ6_K {
+  uint8_t ql[QK_K / 2];
+  uint8_t qh[QK_K / 4];
+  int8_t scales[QK_K / 16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block must be 18 bytes to match GGUF");
+static_assert(sizeof(BlockQ4_1) == 20, "Q4_1 block must be 20 bytes to match GGUF");
+static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block must be 22 bytes to match GGUF");
+static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block must be 24 bytes to match GGUF");
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes to match GGUF");
+static_assert(sizeof(BlockQ2_K) == 84, "Q2_K block must be 84 bytes to match GGUF");
+static_assert(sizeof(BlockQ3_K) == 110, "Q3_K block must be 110 bytes to match GGUF");
+static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block must be 144 bytes to match GGUF");
+static_assert(sizeof(BlockQ5_K) == 176, "Q5_K block must be 176 bytes to match GGUF");
+static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes to match GGUF");
 
 // int16 activations: each block of 32 activations x becomes
 // q = round(x * kI16Max / max|x|) (ties to even) with the f32 scale
@@ -39,11 +111,46 @@ static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block must be 34 bytes to match GGU
 constexpr float kI16Max = 32767.0f;
 constexpr float kI16MinAmax = 1e-30f;
 
-const char* dtype_name(uint32_t t);
+// What the reader, the validator and the kernels need to know of a type.
+struct DTypeInfo {
+  const char* name;
+  uint32_t block_elems;
+  uint32_t block_bytes;
+  // Byte offsets of the fp16 scales in a block (the only parts of a block
+  // that can be NaN or infinite); unused for F32/F16/BF16.
+  uint8_t n_scales;
+  uint8_t scale_offset[2];
+};
+
+// Null for an id we do not compute with.
+const DTypeInfo* dtype_info(uint32_t t);
+const char* dtype_name(uint32_t t);  // any ggml id, "unknown" past them
 bool dtype_supported(uint32_t t);
+// "F32, F16, ..., Q6_K": for error messages.
+const char* dtype_supported_list();
 // Elements per storage block and bytes per block for a supported type.
 size_t dtype_block_elems(DType t);
 size_t dtype_block_bytes(DType t);
+
+// The 6-bit scale and min of sub-block j (0..7) of a Q4_K/Q5_K block.
+inline void k4_scale_min(const uint8_t* q, int j, uint8_t* sc, uint8_t* m) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+// The 16 signed scales of a Q3_K block (6-bit, stored biased by 32).
+inline void q3k_scales(const uint8_t* s, int8_t* out) {
+  for (int i = 0; i < 16; ++i) {
+    const int lo = (s[i % 8] >> (4 * (i / 8))) & 0xF;
+    const int hi = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
+    out[i] = (int8_t)((lo | (hi << 4)) - 32);
+  }
+}
 
 inline float fp32_from_bits(uint32_t w) { float f; std::memcpy(&f, &w, 4); return f; }
 inline uint32_t fp32_to_bits(float f) { uint32_t w; std::memcpy(&w, &f, 4); return w; }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
@@ -68,27 +69,35 @@ int64_t scan_exponents(const uint8_t* p, size_t stride, Bits exp_mask, uint64_t 
   return -1;
 }
 
-// Element i of t as f32, for the error message.
+bool is_block_type(DType t) { return t != DType::F32 && t != DType::F16 && t != DType::BF16; }
+
+// Element i of t as f32, for the error message; for a block type, the first
+// non-finite scale of the block holding it.
 float element(const TensorView& t, uint64_t i) {
   const uint8_t* p = static_cast<const uint8_t*>(t.data);
   switch (t.type) {
     case DType::F32: { float x; std::memcpy(&x, p + 4 * i, 4); return x; }
     case DType::F16: { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return fp16_to_fp32(h); }
     case DType::BF16: { uint16_t h; std::memcpy(&h, p + 2 * i, 2); return bf16_to_fp32(h); }
-    case DType::Q8_0: {
-      BlockQ8_0 b;
-      std::memcpy(&b, p + i / QK8_0 * sizeof(BlockQ8_0), sizeof b);
-      return fp16_to_fp32(b.d);  // the block scale, the only part that can be non-finite
-    }
+    default: break;
   }
-  return 0;
+  const DTypeInfo& info = *dtype_info((uint32_t)t.type);
+  const uint8_t* block = p + i / info.block_elems * info.block_bytes;
+  for (int s = 0; s < info.n_scales; ++s) {
+    uint16_t h;
+    std::memcpy(&h, block + info.scale_offset[s], 2);
+    if (!std::isfinite(fp16_to_fp32(h))) return fp16_to_fp32(h);
+  }
+  uint16_t h;
+  std::memcpy(&h, block + info.scale_offset[0], 2);
+  return fp16_to_fp32(h);
 }
 
 [[noreturn]] void throw_nonfinite(const TensorView& t, uint64_t i) {
   const uint64_t row = i / (uint64_t)t.ne[0], col = i % (uint64_t)t.ne[0];
   std::string where = "element " + std::to_string(i);
   if (t.n_dims > 1) where += " (row " + std::to_string(row) + ", column " + std::to_string(col) + ")";
-  const std::string what = t.type == DType::Q8_0 ? "the scale of the block holding " + where : where;
+  const std::string what = is_block_type(t.type) ? "the scale of the block holding " + where : where;
   throw GGUFError("tensor '" + t.name + "' holds a non-finite value (" + show_double(element(t, i)) + ") at " + what +
                   "; the model file is corrupt");
 }
@@ -129,13 +138,18 @@ int64_t first_nonfinite(const TensorView& t, uint64_t begin, uint64_t end) {
     case DType::F32: return scan_exponents<uint32_t>(p, 4, 0x7f800000u, begin, end);
     case DType::F16: return scan_exponents<uint16_t>(p, 2, 0x7c00u, begin, end);
     case DType::BF16: return scan_exponents<uint16_t>(p, 2, 0x7f80u, begin, end);
-    case DType::Q8_0: {
-      static_assert(offsetof(BlockQ8_0, d) == 0, "the scale leads a Q8_0 block");
-      const int64_t b = scan_exponents<uint16_t>(p, sizeof(BlockQ8_0), 0x7c00u, begin / QK8_0, end / QK8_0);
-      return b < 0 ? -1 : b * QK8_0;
-    }
+    default: break;
   }
-  return -1;
+  // Block types: only the fp16 scales can be non-finite (the quants are
+  // small integers), so scan each scale field across the blocks.
+  const DTypeInfo& info = *dtype_info((uint32_t)t.type);
+  int64_t first = -1;
+  for (int s = 0; s < info.n_scales; ++s) {
+    const int64_t b = scan_exponents<uint16_t>(p + info.scale_offset[s], info.block_bytes, 0x7c00u,
+                                               begin / info.block_elems, end / info.block_elems);
+    if (b >= 0 && (first < 0 || b < first)) first = b;
+  }
+  return first < 0 ? -1 : first * (int64_t)info.block_elems;
 }
 
 void check_finite(const TensorView& t) {
@@ -160,7 +174,7 @@ void release_pages(const void* data, uint64_t nbytes) {
 }  // namespace
 
 void check_finite(const std::vector<const TensorView*>& tensors, ThreadPool& pool, bool release_after) {
-  // Pieces of 1M elements (a multiple of the Q8_0 block): enough of them to
+  // Pieces of 1M elements (a multiple of every block size): enough of them to
   // keep every thread busy on the big matrices, few enough to cost nothing.
   constexpr uint64_t kPiece = 1 << 20;
   struct Piece {

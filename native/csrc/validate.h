@@ -46,7 +46,7 @@ double setting_float(const GGUFFile& f, const std::string& key, double dflt, dou
 [[noreturn]] void bad_setting(const GGUFFile& f, const std::string& key, const std::string& why);
 
 // Index of the first element of t in [begin, end) that is NaN or infinite
-// once converted to f32, or -1. For Q8_0, begin and end are multiples of the
+// once converted to f32, or -1. For block types, begin and end are multiples of the
 // block size (only the block scales can be non-finite).
 int64_t first_nonfinite(const TensorView& t, uint64_t begin, uint64_t end);
 // Throws GGUFError naming the tensor, the element and its value if any

@@ -124,8 +124,9 @@ void test_f16(const Kernels& K) {
   std::vector<uint16_t> all(65536);
   for (size_t i = 0; i < all.size(); ++i) all[i] = (uint16_t)i;
   for (int kind = 0; kind < 2; ++kind) {
-    auto conv = kind == 0 ? K.row_to_f32_f16 : K.row_to_f32_bf16;
-    auto ref = kind == 0 ? R.row_to_f32_f16 : R.row_to_f32_bf16;
+    const size_t type = kind == 0 ? (size_t)DType::F16 : (size_t)DType::BF16;
+    auto conv = K.row_to_f32[type];
+    auto ref = R.row_to_f32[type];
     const char* what = kind == 0 ? "row_to_f32_f16" : "row_to_f32_bf16";
     std::vector<float> got(all.size()), want(all.size());
     conv(all.data(), got.data(), all.size());
@@ -155,21 +156,80 @@ uint16_t rand_scale_bits() {
   return fp32_to_fp16(uniform(-0.1f, 0.1f));
 }
 
-void test_q8_dequant(const Kernels& K) {
+// Every block type the loader admits, on random blocks: random quant bytes
+// (every bit pattern is a valid block) and random scales, the extreme fp16
+// encodings included. Rows of odd block counts, in buffers of exactly their
+// size so that a read past the last block hits an ASan redzone, and a sentinel
+// after the output catches writes past n.
+void test_block_dequant(const Kernels& K) {
   const Kernels& R = kernels_scalar();
-  for (size_t nb : {1, 2, 3, 7, 48}) {
-    std::vector<BlockQ8_0> blocks(nb);
-    for (auto& b : blocks) {
-      b.d = rand_scale_bits();
-      for (auto& q : b.qs) q = (int8_t)irand(-128, 127);
+  const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                         DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+  for (DType t : types) {
+    const DTypeInfo& info = *dtype_info((uint32_t)t);
+    for (size_t nb : {1, 2, 3, 7, 13}) {
+      std::vector<uint8_t> blocks(nb * info.block_bytes);
+      for (auto& b : blocks) b = (uint8_t)irand(0, 255);
+      for (size_t b = 0; b < nb; ++b)
+        for (int s = 0; s < info.n_scales; ++s) {
+          const uint16_t h = rand_scale_bits();
+          std::memcpy(blocks.data() + b * info.block_bytes + info.scale_offset[s], &h, 2);
+        }
+      const size_t n = nb * info.block_elems;
+      std::vector<float> got(n + 1, 777.0f), want(n);
+      K.row_to_f32[(size_t)t](blocks.data(), got.data(), n);
+      R.row_to_f32[(size_t)t](blocks.data(), want.data(), n);
+      size_t bad = 0, first = 0;
+      for (size_t i = 0; i < n; ++i)
+        if (!same_float(got[i], want[i]) && bad++ == 0) first = i;
+      CHECK_MSG(bad == 0 && got[n] == 777.0f, "%s row_to_f32 %s blocks=%zu: %zu differ, first at %zu (%.9g vs %.9g)",
+                K.name, info.name, nb, bad, first, got[first], want[first]);
     }
-    const size_t n = nb * QK8_0;
-    std::vector<float> got(n + 1, 777.0f), want(n);
-    K.row_to_f32_q8_0(blocks.data(), got.data(), n);
-    R.row_to_f32_q8_0(blocks.data(), want.data(), n);
-    bool ok = got[n] == 777.0f;
-    for (size_t i = 0; i < n; ++i) ok = ok && same_float(got[i], want[i]);
-    CHECK_MSG(ok, "%s row_to_f32_q8_0 blocks=%zu", K.name, nb);
+  }
+}
+
+// The table has an entry for exactly the types the loader admits.
+void test_table_covers_supported_types(const Kernels& K) {
+  for (uint32_t t = 0; t < 64; ++t) {
+    const bool has = t < kDTypeSlots && K.row_to_f32[t] != nullptr;
+    CHECK_MSG(has == dtype_supported(t), "%s row_to_f32[%u] (%s): entry %s, supported %s", K.name, t, dtype_name(t),
+              has ? "set" : "null", dtype_supported(t) ? "yes" : "no");
+  }
+}
+
+// Hand-worked blocks for the scalar reference itself, one per layout detail
+// the SIMD comparison cannot see (both sides could share a misreading).
+void test_scalar_block_layouts() {
+  const Kernels& s = kernels_scalar();
+  float y[QK_K];
+  {  // Q5_0: element 17 = high nibble of byte 1 with bit 17 of qh; d = 0.5
+    BlockQ5_0 b{};
+    b.d = fp32_to_fp16(0.5f);
+    b.qs[1] = 0x30;                  // element 1: 0, element 17: 3
+    const uint32_t qh = 1u << 17;    // element 17 gains 16
+    std::memcpy(b.qh, &qh, 4);
+    s.row_to_f32[(size_t)DType::Q5_0](&b, y, QK5_0);
+    CHECK_MSG(y[17] == 0.5f * (19 - 16) && y[1] == 0.5f * -16 && y[0] == -8.0f, "Q5_0 layout: %g %g", y[17], y[1]);
+  }
+  {  // Q4_K: sub-block 5 = high nibbles of bytes 64..95, scale/min from the packed upper bits
+    BlockQ4_K b{};
+    b.d = fp32_to_fp16(1.0f);
+    b.dmin = fp32_to_fp16(1.0f);
+    b.scales[9] = 0x21;              // sub-block 5: scale low bits 1, min low bits 2
+    b.scales[1] = 0x40;              // scale high bits 1 -> scale 17
+    b.scales[5] = 0x80;              // min high bits 2 -> min 34
+    b.qs[64] = 0x70;                 // element 5*32 + 0: quant 7
+    s.row_to_f32[(size_t)DType::Q4_K](&b, y, QK_K);
+    CHECK_MSG(y[160] == 17.0f * 7 - 34 && y[161] == -34.0f, "Q4_K layout: %g %g", y[160], y[161]);
+  }
+  {  // Q6_K: element 128 + 96 + 3 = high nibble of ql[64 + 32 + 3], bits 6..7 of qh[32 + 3], scale 14
+    BlockQ6_K b{};
+    b.d = fp32_to_fp16(2.0f);
+    b.ql[99] = 0xA0;
+    b.qh[35] = 0xC0;
+    b.scales[14] = -3;
+    s.row_to_f32[(size_t)DType::Q6_K](&b, y, QK_K);
+    CHECK_MSG(y[227] == 2.0f * -3 * ((10 | 3 << 4) - 32), "Q6_K layout: %g", y[227]);
   }
 }
 
@@ -555,6 +615,7 @@ void test_dispatch() {
 int main() {
   test_scalar_against_double();
   test_quantize_i16_reference();
+  test_scalar_block_layouts();
   test_dispatch();
   size_t count = 0;
   const char* const* names = kernels_available(&count);
@@ -565,7 +626,8 @@ int main() {
     const int before = check::failed;
     test_dot(K);
     test_f16(K);
-    test_q8_dequant(K);
+    test_block_dequant(K);
+    test_table_covers_supported_types(K);
     test_quantize(K);
     test_gemm_f32(K);
     test_gemm_q8(K);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "check.h"
+#include "kernels/kernels.h"
 #include "model.h"
 #include "tiny_gguf.h"
 #include "validate.h"
@@ -292,12 +293,15 @@ void output_check() {
 // subnormals of every type turn up), odd sizes, random sub-ranges.
 void scan_matches_reference() {
   std::mt19937_64 rng(11);
-  for (DType type : {DType::F32, DType::F16, DType::BF16, DType::Q8_0}) {
-    for (int trial = 0; trial < 300; ++trial) {
-      const bool q8 = type == DType::Q8_0;
-      const size_t n = q8 ? 32 * (1 + rng() % 50) : 1 + rng() % 3001;
-      const size_t bytes = q8 ? n / 32 * sizeof(BlockQ8_0) : n * (type == DType::F32 ? 4 : 2);
-      std::vector<uint8_t> buf(bytes);
+  const DType types[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                         DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+  for (DType type : types) {
+    const DTypeInfo& info = *dtype_info((uint32_t)type);
+    const size_t be = info.block_elems;
+    const bool blocks = be > 1;
+    for (int trial = 0; trial < (blocks ? 100 : 300); ++trial) {
+      const size_t n = blocks ? be * (1 + rng() % (be == 32 ? 50 : 8)) : 1 + rng() % 3001;
+      std::vector<uint8_t> buf(n / be * info.block_bytes);
       for (uint8_t& x : buf) x = (uint8_t)rng();
       // Random bits are rarely non-finite in F32 (1 in 256); plant some.
       if (type == DType::F32 && trial % 2) {
@@ -309,26 +313,15 @@ void scan_matches_reference() {
       t.n_dims = 1;
       t.ne[0] = (int64_t)n;
       t.data = buf.data();
-      auto value = [&](size_t i) {
-        uint16_t h;
-        switch (type) {
-          case DType::F32: { float f; std::memcpy(&f, &buf[4 * i], 4); return f; }
-          case DType::F16: std::memcpy(&h, &buf[2 * i], 2); return fp16_to_fp32(h);
-          case DType::BF16: std::memcpy(&h, &buf[2 * i], 2); return bf16_to_fp32(h);
-          case DType::Q8_0: {
-            BlockQ8_0 blk;
-            std::memcpy(&blk, &buf[i / 32 * sizeof(BlockQ8_0)], sizeof blk);
-            // An infinite scale times 0 is NaN: non-finite either way.
-            return fp16_to_fp32(blk.d) * (blk.qs[i % 32] == 0 ? 1.f : (float)blk.qs[i % 32]);
-          }
-        }
-        return 0.f;
-      };
+      // The reference: every element as the scalar kernels compute it. An
+      // infinite scale makes every element of its block NaN or infinite.
+      std::vector<float> value(n);
+      kernels_scalar().row_to_f32[(size_t)type](buf.data(), value.data(), n);
       size_t begin = rng() % n, end = begin + rng() % (n - begin + 1);
-      if (q8) begin -= begin % 32, end -= end % 32;
+      begin -= begin % be, end -= end % be;
       int64_t want = -1;
       for (size_t i = begin; i < end && want < 0; ++i)
-        if (!std::isfinite(value(i))) want = q8 ? (int64_t)(i - i % 32) : (int64_t)i;
+        if (!std::isfinite(value[i])) want = (int64_t)(i - i % be);
       const int64_t got = first_nonfinite(t, begin, end);
       CHECK_MSG(got == want, "%s n=%zu [%zu, %zu): got %lld, want %lld", dtype_name((uint32_t)type), n, begin, end,
                 (long long)got, (long long)want);

@@ -130,3 +130,11 @@ def llama_cpp_convert(model_dir: str | os.PathLike, out_path: str | os.PathLike,
     if proc.returncode != 0 or not out_path.is_file():
         raise PeerError(f"llama.cpp's converter failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return out_path
+
+
+
+def llama_cpp_quantize(src: str | os.PathLike, recipe: str) -> Path:
+    """`src` quantized by llama.cpp's own quantizer (cached by the source's hash): bench/quants.py."""
+    from bench.quants import llama_cpp_quantize as quantize
+
+    return quantize(src, recipe)

@@ -12,6 +12,11 @@ VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
 ] + ["s", "ing", "ed", "##x".lstrip("#")]
 
 
+# Block types the gguf package can quantize (it only reads the K types).
+BLOCK_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0")
+MIXED_TYPES = BLOCK_TYPES + ("f16", "bf16", "f32")
+
+
 def write_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, heads: int = 2, ff: int = 64, ctx: int = 16,
                     seed: int = 0, dtype: str = "f32") -> Path:
     rng = np.random.default_rng(seed)
@@ -34,14 +39,26 @@ def write_tiny_bert(path: Path, hidden: int = 32, layers: int = 2, heads: int = 
     w.add_pad_token_id(0)
     w.add_token_type_count(2)
 
+    n_matrix = [0]
+
     def t(name, *shape, scale=0.2):
         a = (rng.standard_normal(shape) * scale).astype(np.float32)
-        if dtype == "q8_0" and len(shape) == 2 and shape[-1] % 32 == 0:
-            w.add_tensor(name, gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0),
-                         raw_dtype=gguf.GGMLQuantizationType.Q8_0)
-        elif dtype == "f16" and len(shape) == 2:
+        # "dq_<type>": the weights <type> would hold, dequantized by the gguf package and stored as
+        # F32 (what a runtime computing with <type> must reproduce).
+        dequantized = dtype.startswith("dq_")
+        qtype = dtype[3:] if dequantized else dtype
+        if qtype == "mixed" and len(shape) == 2:  # one file, every type the gguf package can write
+            qtype = MIXED_TYPES[n_matrix[0] % len(MIXED_TYPES)]
+            n_matrix[0] += 1
+        if dequantized and len(shape) == 2 and (qtype in BLOCK_TYPES or qtype in ("f16", "bf16")):
+            q = gguf.GGMLQuantizationType[qtype.upper()]
+            w.add_tensor(name, gguf.quants.dequantize(gguf.quants.quantize(a, q), q).astype(np.float32))
+        elif qtype in BLOCK_TYPES and len(shape) == 2 and shape[-1] % 32 == 0:
+            q = gguf.GGMLQuantizationType[qtype.upper()]
+            w.add_tensor(name, gguf.quants.quantize(a, q), raw_dtype=q)
+        elif qtype == "f16" and len(shape) == 2:
             w.add_tensor(name, a.astype(np.float16))
-        elif dtype == "bf16" and len(shape) == 2:
+        elif qtype == "bf16" and len(shape) == 2:
             bits = gguf.quants.quantize(a, gguf.GGMLQuantizationType.BF16).view(np.uint16)
             w.add_tensor(name, bits, raw_dtype=gguf.GGMLQuantizationType.BF16)
         else:

@@ -10,6 +10,8 @@
 #if defined(EMBEDQ_X86)
 #include <immintrin.h>
 
+#include <cstring>
+
 namespace embedq {
 namespace {
 
@@ -64,7 +66,8 @@ float dot_f32(const float* a, const float* b, size_t n) {
   return hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
 }
 
-void row_to_f32_f16(const uint16_t* src, float* dst, size_t n) {
+void row_to_f32_f16(const void* src_v, float* dst, size_t n) {
+  const uint16_t* src = static_cast<const uint16_t*>(src_v);
   size_t i = 0;
   for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
@@ -78,7 +81,8 @@ void row_to_f32_f16(const uint16_t* src, float* dst, size_t n) {
   }
 }
 
-void row_to_f32_bf16(const uint16_t* src, float* dst, size_t n) {
+void row_to_f32_bf16(const void* src_v, float* dst, size_t n) {
+  const uint16_t* src = static_cast<const uint16_t*>(src_v);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
@@ -87,16 +91,26 @@ void row_to_f32_bf16(const uint16_t* src, float* dst, size_t n) {
   for (; i < n; ++i) dst[i] = bf16_to_fp32(src[i]);
 }
 
-void row_to_f32_q8_0(const BlockQ8_0* src, float* dst, size_t n) {
-  for (size_t b = 0; b < n / QK8_0; ++b) {
-    const __m256 d = _mm256_set1_ps(_cvtsh_ss(src[b].d));
-    for (int g = 0; g < QK8_0; g += 8) {
-      const __m128i q8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src[b].qs + g));
-      const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8));
-      _mm256_storeu_ps(dst + b * QK8_0 + g, _mm256_mul_ps(d, q));
-    }
-  }
+// 8 signed bytes -> 8 floats, times s (minus m).
+template <bool kMin>
+inline void emit8(__m128i q, float* y, __m256 s, __m256 m) {
+  __m256 v = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+  if (kMin) v = _mm256_sub_ps(v, m);
+  _mm256_storeu_ps(y, v);
 }
+
+template <bool kMin>
+inline void emit32(__m256i q, float* y, float s0, float s1, float m0, float m1) {
+  const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  const __m256 vs0 = _mm256_set1_ps(s0), vs1 = _mm256_set1_ps(s1);
+  const __m256 vm0 = _mm256_set1_ps(m0), vm1 = _mm256_set1_ps(m1);
+  emit8<kMin>(lo, y, vs0, vm0);
+  emit8<kMin>(_mm_srli_si128(lo, 8), y + 8, vs0, vm0);
+  emit8<kMin>(hi, y + 16, vs1, vm1);
+  emit8<kMin>(_mm_srli_si128(hi, 8), y + 24, vs1, vm1);
+}
+
+#include "kernels/dequant_x86.h"
 
 using tiling::gemm_grid;
 
@@ -390,11 +404,22 @@ void gemm_i16_nt(const int16_t* A, size_t lda, const float* ad, size_t ldad, con
 }  // namespace
 
 const Kernels* kernels_avx2() {
-  static const Kernels k = {
-      "avx2",          dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
-      row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
-      quantize_row_i16, pack_q8_0_i16, gemm_i16_nt, false,
-  };
+  static const Kernels k = [] {
+    Kernels t = kernels_scalar();
+    t.name = "avx2";
+    t.dot_f32 = dot_f32;
+    t.gemm_f32_nt = gemm_f32_nt;
+    t.quantize_row_q8_0 = quantize_row_q8_0;
+    t.gemm_q8_0_nt = gemm_q8_0_nt;
+    t.quantize_row_i16 = quantize_row_i16;
+    t.pack_q8_0_i16 = pack_q8_0_i16;
+    t.gemm_i16_nt = gemm_i16_nt;
+    t.prefer_i16 = false;
+    t.row_to_f32[(size_t)DType::F16] = row_to_f32_f16;
+    t.row_to_f32[(size_t)DType::BF16] = row_to_f32_bf16;
+    set_block_dequantizers(t);  // F32 keeps the scalar memcpy
+    return t;
+  }();
   return &k;
 }
 

@@ -17,6 +17,8 @@
 #endif
 #include <immintrin.h>
 
+#include <cstring>
+
 namespace embedq {
 namespace {
 
@@ -67,7 +69,8 @@ float dot_f32(const float* a, const float* b, size_t n) {
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
 }
 
-void row_to_f32_f16(const uint16_t* src, float* dst, size_t n) {
+void row_to_f32_f16(const void* src_v, float* dst, size_t n) {
+  const uint16_t* src = static_cast<const uint16_t*>(src_v);
   size_t i = 0;
   for (; i + 16 <= n; i += 16)
     _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
@@ -78,7 +81,8 @@ void row_to_f32_f16(const uint16_t* src, float* dst, size_t n) {
   }
 }
 
-void row_to_f32_bf16(const uint16_t* src, float* dst, size_t n) {
+void row_to_f32_bf16(const void* src_v, float* dst, size_t n) {
+  const uint16_t* src = static_cast<const uint16_t*>(src_v);
   size_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
@@ -91,16 +95,21 @@ void row_to_f32_bf16(const uint16_t* src, float* dst, size_t n) {
   }
 }
 
-void row_to_f32_q8_0(const BlockQ8_0* src, float* dst, size_t n) {
-  for (size_t b = 0; b < n / QK8_0; ++b) {
-    const __m512 d = _mm512_set1_ps(_cvtsh_ss(src[b].d));
-    for (int g = 0; g < QK8_0; g += 16) {
-      const __m128i q8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src[b].qs + g));
-      const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q8));
-      _mm512_storeu_ps(dst + b * QK8_0 + g, _mm512_mul_ps(d, q));
-    }
-  }
+// 16 signed bytes -> 16 floats, times s (minus m).
+template <bool kMin>
+inline void emit16(__m128i q, float* y, float s, float m) {
+  __m512 v = _mm512_mul_ps(_mm512_set1_ps(s), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)));
+  if (kMin) v = _mm512_sub_ps(v, _mm512_set1_ps(m));
+  _mm512_storeu_ps(y, v);
 }
+
+template <bool kMin>
+inline void emit32(__m256i q, float* y, float s0, float s1, float m0, float m1) {
+  emit16<kMin>(_mm256_castsi256_si128(q), y, s0, m0);
+  emit16<kMin>(_mm256_extracti128_si256(q, 1), y + 16, s1, m1);
+}
+
+#include "kernels/dequant_x86.h"
 
 using tiling::gemm_grid;
 
@@ -429,21 +438,35 @@ void pack_q8_0_i16(const BlockQ8_0* W, size_t ldw_blocks, size_t rows, size_t k,
 }  // namespace
 
 const Kernels* kernels_avx512() {
-  static const Kernels k = {
-      "avx512",        dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
-      row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt,
-      quantize_row_i16, pack_q8_0_i16, i16_plain::gemm_i16_nt, false,
-  };
+  static const Kernels k = [] {
+    Kernels t = kernels_scalar();
+    t.name = "avx512";
+    t.dot_f32 = dot_f32;
+    t.gemm_f32_nt = gemm_f32_nt;
+    t.quantize_row_q8_0 = quantize_row_q8_0;
+    t.gemm_q8_0_nt = gemm_q8_0_nt;
+    t.quantize_row_i16 = quantize_row_i16;
+    t.pack_q8_0_i16 = pack_q8_0_i16;
+    t.gemm_i16_nt = i16_plain::gemm_i16_nt;
+    t.prefer_i16 = false;
+    t.row_to_f32[(size_t)DType::F16] = row_to_f32_f16;
+    t.row_to_f32[(size_t)DType::BF16] = row_to_f32_bf16;
+    set_block_dequantizers(t);  // F32 keeps the scalar memcpy
+    return t;
+  }();
   return &k;
 }
 
 // Same as "avx512" except for the VNNI integer GEMMs.
 const Kernels* kernels_avx512vnni() {
-  static const Kernels k = {
-      "avx512vnni",    dot_f32,     row_to_f32_f16,    row_to_f32_bf16,
-      row_to_f32_q8_0, gemm_f32_nt, quantize_row_q8_0, gemm_q8_0_nt_vnni,
-      quantize_row_i16, pack_q8_0_i16, i16_vnni::gemm_i16_nt, true,
-  };
+  static const Kernels k = [] {
+    Kernels t = *kernels_avx512();
+    t.name = "avx512vnni";
+    t.gemm_q8_0_nt = gemm_q8_0_nt_vnni;
+    t.gemm_i16_nt = i16_vnni::gemm_i16_nt;
+    t.prefer_i16 = true;  // VPDPWSSD: see Kernels::prefer_i16
+    return t;
+  }();
   return &k;
 }
 

@@ -8,17 +8,20 @@
 
 namespace embedq {
 
+using RowToF32 = void (*)(const void* src, float* dst, size_t n);
+
 struct Kernels {
   const char* name;
 
   // Dot product of two f32 vectors of length n.
   float (*dot_f32)(const float* a, const float* b, size_t n);
 
-  // Convert one weight row of n elements to f32. n is a multiple of the
-  // type's block size (32 for Q8_0).
-  void (*row_to_f32_f16)(const uint16_t* src, float* dst, size_t n);
-  void (*row_to_f32_bf16)(const uint16_t* src, float* dst, size_t n);
-  void (*row_to_f32_q8_0)(const BlockQ8_0* src, float* dst, size_t n);
+  // Convert one weight row of n elements to f32, indexed by type id (null
+  // for ids we do not support). n is a multiple of the type's block size;
+  // src points at the row's first element or block. Results are the same
+  // bits in every kernel set (every product in these formulas is exact in
+  // f32, so the one rounding left is the same whichever order or FMA).
+  RowToF32 row_to_f32[kDTypeSlots];
 
   // C[i*ldc + j] = sum_k A[i*lda + k] * B[j*ldb + k]   for i < m, j < n.
   // A holds activations (tokens x K), B holds f32 weight rows (rows x K).
@@ -69,7 +72,9 @@ inline size_t i16_groups(size_t rows) { return (rows + kI16Group - 1) / kI16Grou
 inline size_t i16_packed_quants(size_t rows, size_t k) { return i16_groups(rows) * kI16Group * k; }
 inline size_t i16_packed_scales(size_t rows, size_t k) { return i16_groups(rows) * kI16Group * (k / QK8_0); }
 
-// The reference implementation (always available).
+// The reference implementation (always available). The SIMD sets start from a
+// copy of it and replace what they speed up, so a type they leave alone runs
+// the reference code.
 const Kernels& kernels_scalar();
 // Null when the ISA is not compiled into this build.
 const Kernels* kernels_avx2();
