@@ -54,8 +54,10 @@ def _engine_embedq(model: str, threads: int, opts: dict):
         v, stats = m.embed_with_stats(batch)
         meta["tokenize_ms"] += stats["tokenize_ms"]
         meta["forward_ms"] += stats["forward_ms"]
+        meta.update(m.op_times())  # linear_ms, attention_ms, linear_ops: same span as forward_ms
         return v
 
+    m.op_times(reset=True)
     return run, meta
 
 
@@ -86,13 +88,24 @@ def _engine_st(model: str, threads: int, opts: dict):
     return lambda batch: st.encode(batch, batch_size=len(batch), normalize_embeddings=True), {"torch": torch.__version__}
 
 
-ENGINES = {"embedq": _engine_embedq, "llama.cpp": _engine_llama, "sentence-transformers": _engine_st}
+def _engine_onnx(model: str, threads: int, opts: dict):
+    from .onnx_peer import engine
+
+    return engine(model, threads, opts)
+
+
+ENGINES = {"embedq": _engine_embedq, "llama.cpp": _engine_llama, "sentence-transformers": _engine_st,
+           "onnxruntime": _engine_onnx}
 
 
 def _child(spec: dict) -> dict:
     texts = spec["texts"]
     t0 = time.perf_counter()
     run, meta = ENGINES[spec["engine"]](spec["model"], spec["threads"], spec.get("opts", {}))
+    if spec.get("dump"):  # the accuracy reference: vectors of `texts`, saved for the other engines
+        np.save(spec["dump"], np.concatenate([np.asarray(run(texts[i:i + 32]), dtype=np.float32)
+                                              for i in range(0, len(texts), 32)]))
+        return {"engine": spec["engine"], "dump": spec["dump"]}
     load_s = time.perf_counter() - t0
     run(texts[:2])  # warm-up: first-call allocations and page faults
     results = []
@@ -113,9 +126,16 @@ def _child(spec: dict) -> dict:
             "batch_size": bs, "texts": done, "seconds": total_s,
             "texts_per_s": done / total_s, "latency_ms": lat,
         })
+    accuracy = None
+    if spec.get("reference"):  # cosine to sentence-transformers on the multilingual corpus
+        ref_texts, ref = spec["reference"]["texts"], np.load(spec["reference"]["vectors"])
+        got = np.concatenate([np.asarray(run(ref_texts[i:i + 32]), dtype=np.float32)
+                              for i in range(0, len(ref_texts), 32)])
+        cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+        accuracy = {"min": float(cos.min()), "median": float(np.median(cos)), "under_0999": int((cos < 0.999).sum())}
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"engine": spec["engine"], "label": spec.get("label", spec["engine"]), "load_s": load_s,
-            "peak_rss_mb": rss_mb, "meta": meta, "results": results}
+            "peak_rss_mb": rss_mb, "meta": meta, "results": results, "accuracy": accuracy}
 
 
 def run_engine(spec: dict, timeout: float = 1800) -> dict | None:
@@ -156,8 +176,8 @@ def summarize(r: dict) -> dict:
 
 def render_markdown(title: str, setup: str, runs: list[dict], tokens_per_text: float) -> str:
     lines = [f"## {title}", "", setup, "",
-             "| engine | batch | texts/s | tokens/s | p50 ms | p95 ms | p99 ms | load s | peak RSS MB | vs llama.cpp best | vs llama.cpp best at any batch | vs sentence-transformers |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| engine | batch | texts/s | tokens/s | p50 ms | p95 ms | p99 ms | load s | peak RSS MB | vs llama.cpp best | vs llama.cpp best at any batch | vs sentence-transformers | min cos | median cos | texts < 0.999 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     best_llama = {}
     st = {}
     for run in runs:
@@ -177,8 +197,40 @@ def render_markdown(title: str, setup: str, runs: list[dict], tokens_per_text: f
             lines.append(
                 f"| {run['label']} | {bs} | {r['texts_per_s']:.1f} | {r['texts_per_s'] * tokens_per_text:.0f} | "
                 f"{s['p50']:.1f} | {s['p95']:.1f} | {s['p99']:.1f} | {run['load_s']:.2f} | {run['peak_rss_mb']:.0f} | {vs_l} | "
-                f"{vs_any} | {vs_s} |")
+                f"{vs_any} | {vs_s} | {_accuracy_cells(run.get('accuracy'))} |")
     return "\n".join(lines) + "\n"
+
+
+def _accuracy_cells(a: dict | None) -> str:
+    if not a:
+        return "– | – | –"
+    return f"{a['min']:.5f} | {a['median']:.5f} | {a['under_0999']}"
+
+
+# Which peak a run's matrix products are rated against: the instruction family its kernels use.
+def peak_family(meta: dict) -> str:
+    wide = "avx512" if meta.get("kernels", "").startswith("avx512") else "avx2"
+    if meta.get("weight_type") == "q8_0" and meta.get("activations") == "int16":
+        return "int16 dot (avx512 vpdpwssd)" if meta.get("kernels") == "avx512vnni" else "int16 dot (avx2 vpmaddwd)"
+    if meta.get("weight_type") == "q8_0" and meta.get("activations") == "int8":
+        return "int8 dot (avx512 vpdpbusd)"
+    return f"fp32 fma ({wide})"
+
+
+def time_split(run: dict, peaks: dict) -> str:
+    """Where an embedq run's forward time went, and its GEMM rate as a share of this machine's peak."""
+    m = run["meta"]
+    fwd = m.get("forward_ms") or 0.0
+    if not fwd or "linear_ms" not in m:
+        return ""
+    lin, att, tok = m["linear_ms"], m["attention_ms"], m["tokenize_ms"]
+    rate = m["linear_ops"] / m["linear_ms"] / 1e6 if m["linear_ms"] else 0.0  # GOP/s
+    family = peak_family(m)
+    peak = peaks.get(family)
+    share = f", {100 * rate / peak:.0f}% of the {peak:.0f} GOP/s {family} peak" if peak else ""
+    return (f"{run['label']} ({m['kernels']} kernels): linear layers {100 * lin / fwd:.1f}% of forward time "
+            f"at {rate:.0f} GOP/s{share}; attention {100 * att / fwd:.1f}%; norms, activations, pooling and the "
+            f"rest {100 * max(0.0, fwd - lin - att) / fwd:.1f}%; tokenization {100 * tok / fwd:.2f}% on top.")
 
 
 def plot(runs: list[dict], path: Path, title: str) -> None:
@@ -215,7 +267,8 @@ def plot(runs: list[dict], path: Path, title: str) -> None:
 
 def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_sizes, peers: list[str],
                   hf_dir: str | None, output: Path | None, llama_model: str | None, activations: list[str],
-                  llama_ctx: list[int], max_seconds: float, command: str = "", rounds: int = 1) -> list[dict]:
+                  llama_ctx: list[int], max_seconds: float, command: str = "", rounds: int = 1,
+                  accuracy: bool = True) -> list[dict]:
     from tqdm import tqdm
 
     texts = load_corpus(corpus, n_texts)
@@ -230,15 +283,20 @@ def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_siz
     if "sentence-transformers" in peers and hf_dir:
         specs.append({"engine": "sentence-transformers", "label": "sentence-transformers (torch)", "model": model,
                       "opts": {"hf_dir": hf_dir}})
+    if "onnxruntime" in peers and hf_dir:
+        for kind in ("fp32", "int8"):
+            specs.append({"engine": "onnxruntime", "label": f"onnxruntime ({kind})", "model": model,
+                          "opts": {"hf_dir": hf_dir, "onnx": kind}})
+    reference = _reference(hf_dir, threads) if hf_dir and accuracy else None
     # Rounds alternate the engines, so a burst of load from elsewhere hits one round of each
     # rather than all of one engine's measurements.
     by_spec: list[list[dict]] = [[] for _ in specs]
     load_before = os.getloadavg()[0]
     for spec in specs:
         spec.update(texts=texts, threads=threads, batch_sizes=list(batch_sizes), max_seconds=max_seconds)
-    for _, (k, spec) in tqdm([(r, ks) for r in range(rounds) for ks in enumerate(specs)], desc="engine runs",
-                             unit="run"):
-        r = run_engine(spec)
+    for rnd, (k, spec) in tqdm([(r, ks) for r in range(rounds) for ks in enumerate(specs)], desc="engine runs",
+                               unit="run"):
+        r = run_engine(dict(spec, reference=reference if rnd == 0 else None))
         if r:
             if spec["engine"] == "embedq" and spec["opts"]["activations"] == "auto":
                 r["label"] = f"embedq (default: {r['meta']['activations']})"
@@ -256,11 +314,18 @@ def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_siz
     # when the cores are oversubscribed), so the table says how busy the machine was.
     setup += (f" Load average (1 min) {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end, "
               f"on {os.cpu_count()} CPUs.")
+    if reference:
+        setup += (" Accuracy columns: cosine to sentence-transformers (F32, torch) on the multilingual corpus "
+                  f"({len(reference['texts'])} texts), each engine in batches of 32.")
     md = render_markdown(f"Runtime: {name} ({corpus} texts)", setup, runs, tokens_per_text)
+    from native import _native
+
+    peaks = _native.measure_peaks(threads, 0.3)
+    md += "\nPeaks measured in this run (`native.measure_peaks`, " + f"{threads} threads): " + ", ".join(
+        f"{k} {v:.0f} GOP/s" for k, v in peaks.items()) + ".\n"
     for run in runs:
-        if run["engine"] == "embedq" and run["meta"].get("forward_ms"):
-            share = run["meta"]["tokenize_ms"] / run["meta"]["forward_ms"]
-            md += f"\n{run['label']}: tokenization {100 * share:.2f}% of forward time ({run['meta']['kernels']} kernels).\n"
+        if run["engine"] == "embedq" and time_split(run, peaks):
+            md += f"\n{time_split(run, peaks)}\n"
     if command:
         md += f"\n{command}\n"
     print(md)
@@ -272,19 +337,34 @@ def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_siz
     return runs
 
 
+def _reference(hf_dir: str, threads: int) -> dict | None:
+    """sentence-transformers' vectors of the multilingual corpus, made once in a child process."""
+    import tempfile
+
+    from .corpus import load_corpus as multilingual
+
+    texts = [t for t in multilingual() if t.strip()]
+    path = Path(tempfile.mkdtemp(prefix="embedq-bench-")) / "reference.npy"
+    got = run_engine({"engine": "sentence-transformers", "model": "", "opts": {"hf_dir": hf_dir}, "texts": texts,
+                      "threads": threads, "batch_sizes": [], "dump": str(path)})
+    return {"texts": texts, "vectors": str(path)} if got else None
+
+
 def add_arguments(p) -> None:
     p.add_argument("--model", required=True, help="GGUF path or known model name (e.g. all-MiniLM-L6-v2:q8_0)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--corpus", default="short", help="short | long | PATH (one text per line)")
     p.add_argument("--texts", type=int, default=256, help="texts per batch size")
     p.add_argument("--batch-sizes", default=",".join(map(str, BATCH_SIZES)))
-    p.add_argument("--peers", default="llama.cpp,sentence-transformers",
+    p.add_argument("--peers", default="llama.cpp,sentence-transformers,onnxruntime",
                    help="comma list of peers to run beside embedq (empty for none)")
     p.add_argument("--hf-dir", help="sentence-transformers folder (default: from the model name's cache)")
     p.add_argument("--llama-model", help="GGUF for llama.cpp (default: the same file)")
     p.add_argument("--llama-ctx", default="512,2048", help="llama.cpp n_ctx=n_batch values to try")
     p.add_argument("--activations", default="auto,f32,int8",
                    help="embedq activation schemes to run (auto: the default, int16 with VPDPWSSD, else f32)")
+    p.add_argument("--no-accuracy", action="store_true",
+                   help="skip the accuracy columns (cosine to sentence-transformers on the multilingual corpus)")
     p.add_argument("--rounds", type=int, default=1, help="runs per engine, alternating engines; medians reported")
     p.add_argument("--max-seconds", type=float, default=90, help="time cap per engine and batch size")
     p.add_argument("--output", type=Path, default=Path("BENCHMARKS.md"), help="markdown file to update ('' for none)")
@@ -304,7 +384,7 @@ def run_cli(args) -> int:
     bench_runtime(model, args.threads, args.corpus, args.texts, [int(b) for b in args.batch_sizes.split(",")],
                   peers, hf_dir, output, args.llama_model,
                   [a for a in args.activations.split(",") if a], [int(c) for c in args.llama_ctx.split(",")],
-                  args.max_seconds, reproduce_line(args), rounds=args.rounds)
+                  args.max_seconds, reproduce_line(args), rounds=args.rounds, accuracy=not args.no_accuracy)
     return 0
 
 
@@ -314,7 +394,7 @@ def reproduce_line(args) -> str:
         ("--model", args.model), ("--threads", args.threads), ("--corpus", args.corpus), ("--texts", args.texts),
         ("--batch-sizes", args.batch_sizes), ("--peers", args.peers), ("--llama-ctx", args.llama_ctx),
         ("--activations", args.activations), ("--max-seconds", f"{args.max_seconds:g}"), ("--rounds", args.rounds),
-        ("--hf-dir", args.hf_dir), ("--llama-model", args.llama_model)])
+        ("--hf-dir", args.hf_dir), ("--llama-model", args.llama_model), ("--no-accuracy", args.no_accuracy)])
 
 
 if __name__ == "__main__":

@@ -173,6 +173,15 @@ class Model:
         """Tokens each text occupies in a forward pass (specials added, truncated)."""
         return self.encode(texts, prompt_name, prompt).lengths.tolist()
 
+    def op_times(self, reset: bool = False) -> dict:
+        """Forward-pass time split by operation since load (or the last reset): linear_ms (matrix
+        products with their weight conversion, epilogues and barriers), attention_ms, and linear_ops
+        (2 * tokens * in * out summed), from which the achieved GEMM rate follows."""
+        t = dict(self._m.op_times())
+        if reset:
+            self._m.reset_op_times()
+        return t
+
     @property
     def texts_tokenized(self) -> int:
         """Texts passed through the tokenizer since this model was loaded."""

@@ -17,6 +17,7 @@ constexpr size_t kQueryChunk = 64;
 
 void attention(Runtime& rt, const AttentionShape& a, const std::vector<size_t>& seq_start, const float* q, size_t ldq,
                const float* k, size_t ldk, const float* v, size_t ldv, float* out, size_t ldo) {
+  const ScopedMs timed(rt.times.attention_ms);
   struct Task { size_t seq, head, q0; };
   std::vector<Task> tasks;
   const size_t n_seq = seq_start.size() - 1;

@@ -284,6 +284,22 @@ PYBIND11_MODULE(_native, m) {
         return py::make_tuple(out, stats);
       }, py::arg("ids"), py::arg("lengths"), py::arg("normalize") = true,
          "(vectors float32 (n, dim), {forward_ms, tokens}) for n packed sequences; ids and lengths are checked first.")
+      .def("op_times", [](Model& self) {
+        OpTimes t;
+        {
+          py::gil_scoped_release release;  // waits for a forward pass in flight
+          t = self.op_times();
+        }
+        py::dict d;
+        d["linear_ms"] = t.linear_ms;
+        d["linear_ops"] = t.linear_ops;
+        d["attention_ms"] = t.attention_ms;
+        return d;
+      }, "Forward-pass time in linear layers and attention (ms) and the linear layers' operations, summed.")
+      .def("reset_op_times", [](Model& self) {
+        py::gil_scoped_release release;
+        self.reset_op_times();
+      })
       .def_property_readonly("texts_tokenized", &Model::texts_tokenized,
                              "Texts passed through the tokenizer since the model was loaded.")
       .def_property_readonly("dim", &Model::dim)

@@ -43,6 +43,8 @@ void finish_tile(float* Y, size_t ldy, size_t m, size_t n, const float* bias, Ep
 }  // namespace
 
 void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, float* Y, size_t ldy, Epilogue epi) {
+  const ScopedMs timed(rt.times.linear_ms);
+  rt.times.linear_ops += 2.0 * (double)m * (double)w.in() * (double)w.out();
   const TensorView& t = *w.t;
   const size_t K = w.in(), N = w.out();
   const size_t n_panels = (N + kPanelRows - 1) / kPanelRows;

@@ -372,4 +372,14 @@ std::map<std::string, std::string> Model::info() const {
   return m;
 }
 
+OpTimes Model::op_times() {
+  std::lock_guard<std::mutex> lock(compute_mu_);
+  return rt_->times;
+}
+
+void Model::reset_op_times() {
+  std::lock_guard<std::mutex> lock(compute_mu_);
+  rt_->times = OpTimes{};
+}
+
 }  // namespace embedq

@@ -104,6 +104,9 @@ class Model {
   int threads() const { return rt_->pool.size(); }
   size_t vocab_size() const { return vocab_size_; }
   const char* kernels_name() const { return rt_->k.name; }
+  // Read or reset under the compute lock, so never halfway through a forward pass.
+  OpTimes op_times();
+  void reset_op_times();
 
  private:
   void load();

@@ -2,6 +2,7 @@
 // chosen for this CPU, how Q8_0 products treat activations, and per-thread
 // scratch space. One per model; used by one forward pass at a time.
 #pragma once
+#include <chrono>
 #include <cstddef>
 #include <vector>
 
@@ -22,8 +23,30 @@ namespace embedq {
 //       it is faster (Kernels::prefer_i16), F32 elsewhere.
 enum class ActivationMode { F32, INT8, INT16, AUTO };
 
+// Where forward passes spend their time, summed since the model was loaded (or the last reset):
+// what `embedq bench runtime` splits forward time by and rates the matrix products with.
+struct OpTimes {
+  double linear_ms = 0;    // linear(): weight conversion/packing, GEMM, fused epilogues, its barriers
+  double linear_ops = 0;   // 2 * m * in * out per linear() call
+  double attention_ms = 0; // attention(): scores, softmax, weighted values, its barriers
+};
+
+// Adds the wall time of its scope to a counter (one thread runs a forward pass's layers in order).
+class ScopedMs {
+ public:
+  explicit ScopedMs(double& into) : into_(into), t0_(std::chrono::steady_clock::now()) {}
+  ~ScopedMs() { into_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0_).count(); }
+  ScopedMs(const ScopedMs&) = delete;
+  ScopedMs& operator=(const ScopedMs&) = delete;
+
+ private:
+  double& into_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
 struct Runtime {
   Runtime(int threads, ActivationMode mode, const Kernels& kernels);
+  OpTimes times;
   ThreadPool pool;
   const Kernels& k;
   ActivationMode mode;

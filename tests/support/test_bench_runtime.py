@@ -64,3 +64,34 @@ def test_the_any_batch_column_compares_with_llamas_best_configuration():
     cells = [c.strip() for c in row.strip("|").split("|")]
     # Same batch: 300 / max(50, 60); any batch: 300 / 150 (llama.cpp at batch 1, n_ctx 512).
     assert cells[9] == "5.00x" and cells[10] == "2.00x"
+
+
+def test_accuracy_columns_and_the_time_split_come_from_the_runs(tmp_path, minilm_gguf, minilm_dir):
+    from embedq.cli import main
+
+    out = tmp_path / "BENCHMARKS.md"
+    argv = ["bench", "runtime", "--model", str(minilm_gguf), "--threads", "1", "--texts", "8", "--batch-sizes", "4",
+            "--peers", "", "--hf-dir", str(minilm_dir), "--activations", "f32", "--max-seconds", "5",
+            "--output", str(out)]
+    assert main(argv) == 0
+    section = read_section(out, f"runtime-{minilm_gguf.stem}-short")
+    row = next(x for x in section.splitlines() if x.startswith("| embedq (f32) | 4 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # The F32 file against sentence-transformers on the whole multilingual corpus.
+    assert float(cells[12]) >= 0.9999 and float(cells[13]) >= 0.99999 and cells[14] == "0"
+    split = next(x for x in section.splitlines() if x.startswith("embedq (f32) ("))
+    assert "linear layers" in split and "GOP/s" in split and "% of the" in split and "peak" in split
+    assert "Peaks measured in this run" in section and "multilingual corpus (3" in section
+
+
+def test_time_split_rates_the_linear_layers_against_their_family_peak():
+    from bench.runtime import peak_family, time_split
+
+    meta = {"kernels": "avx512vnni", "weight_type": "q8_0", "activations": "int16", "forward_ms": 100.0,
+            "linear_ms": 80.0, "attention_ms": 15.0, "tokenize_ms": 2.0, "linear_ops": 8e9}
+    assert peak_family(meta) == "int16 dot (avx512 vpdpwssd)"
+    line = time_split({"label": "embedq (default: int16)", "meta": meta}, {"int16 dot (avx512 vpdpwssd)": 200.0})
+    # 8e9 ops in 80 ms = 100 GOP/s = 50% of 200.
+    assert "linear layers 80.0% of forward time at 100 GOP/s, 50% of the 200 GOP/s" in line
+    assert "attention 15.0%" in line and "rest 5.0%" in line and "tokenization 2.00%" in line
+    assert peak_family(dict(meta, activations="f32", kernels="avx2")) == "fp32 fma (avx2)"
