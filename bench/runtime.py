@@ -210,9 +210,10 @@ def _accuracy_cells(a: dict | None) -> str:
 # Which peak a run's matrix products are rated against: the instruction family its kernels use.
 def peak_family(meta: dict) -> str:
     wide = "avx512" if meta.get("kernels", "").startswith("avx512") else "avx2"
-    if meta.get("weight_type") == "q8_0" and meta.get("activations") == "int16":
+    q8 = str(meta.get("weight_type", "")).lower() == "q8_0"  # the runtime reports "Q8_0"
+    if q8 and meta.get("activations") == "int16":
         return "int16 dot (avx512 vpdpwssd)" if meta.get("kernels") == "avx512vnni" else "int16 dot (avx2 vpmaddwd)"
-    if meta.get("weight_type") == "q8_0" and meta.get("activations") == "int8":
+    if q8 and meta.get("activations") == "int8":
         return "int8 dot (avx512 vpdpbusd)"
     return f"fp32 fma ({wide})"
 

@@ -87,7 +87,7 @@ def test_accuracy_columns_and_the_time_split_come_from_the_runs(tmp_path, minilm
 def test_time_split_rates_the_linear_layers_against_their_family_peak():
     from bench.runtime import peak_family, time_split
 
-    meta = {"kernels": "avx512vnni", "weight_type": "q8_0", "activations": "int16", "forward_ms": 100.0,
+    meta = {"kernels": "avx512vnni", "weight_type": "Q8_0", "activations": "int16", "forward_ms": 100.0,
             "linear_ms": 80.0, "attention_ms": 15.0, "tokenize_ms": 2.0, "linear_ops": 8e9}
     assert peak_family(meta) == "int16 dot (avx512 vpdpwssd)"
     line = time_split({"label": "embedq (default: int16)", "meta": meta}, {"int16 dot (avx512 vpdpwssd)": 200.0})
