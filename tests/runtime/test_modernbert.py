@@ -197,6 +197,19 @@ def test_token_ids_equal_hf(mb_gguf, st_model, corpus, edge_texts):
     assert m.special_ids == (st_model.tokenizer.cls_token_id, st_model.tokenizer.sep_token_id)
 
 
+def test_token_ids_equal_hf_on_random_text(mb_gguf, st_model):
+    # GPT-2's split decides on letter / number / other / white-space classes: pieces of every
+    # kind, from several scripts (superscript and Arabic-Indic digits are \p{N} too), packed
+    # tightly so that every alternative of the regex meets every neighbour.
+    rng = np.random.default_rng(5)
+    pieces = ["a", "Z", "é", "ß", "Ж", "字", "ا", "1", "²", "٣", "Ⅻ", "'s", "'T", "'ll", "'re", "'", "!", "..", "€",
+              "😀", "\u0301", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u2003", "\u3000", "\u200b", "[SEP]", "_"]
+    m = Model(mb_gguf, threads=1)
+    texts = ["".join(rng.choice(pieces, size=int(rng.integers(1, 25)))) for _ in range(400)]
+    differ = [t for t in texts if m.tokenize(t) != st_model.tokenizer(t)["input_ids"]]
+    assert not differ, differ[:3]
+
+
 def test_vectors_match_sentence_transformers(mb_gguf, st_model, corpus, edge_texts):
     texts = corpus + edge_texts
     m = Model(mb_gguf, threads=2)
