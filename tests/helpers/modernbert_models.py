@@ -1,7 +1,8 @@
 """Small ModernBERT models built in the test run, since no model hub is reachable and no package
 ships ModernBERT weights: a byte-level BPE tokenizer trained with `tokenizers` on the multilingual
 corpus laid out as ModernBERT's tokenizer.json is (no normalizer, ByteLevel with GPT-2's regex and
-no prefix space, [CLS] $A [SEP], the specials appended after the trained vocabulary), and a
+no prefix space, [CLS] $A [SEP], the specials and two runs of spaces appended after the trained
+vocabulary), and a
 random-weight ModernBertModel from transformers' own config class with every third layer global
 and a local window much shorter than the texts, saved as a sentence-transformers folder
 (Transformer + Pooling (+ Normalize))."""
@@ -12,6 +13,7 @@ from pathlib import Path
 from .st_folders import randomize, save_st_folder
 
 SPECIALS = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"]
+WHITESPACE_TOKENS = ["  ", "    "]
 
 
 def train_tokenizer(texts: list[str], vocab_size: int = 3000):
@@ -25,6 +27,8 @@ def train_tokenizer(texts: list[str], vocab_size: int = 3000):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator([t for t in texts if t.strip()] * 2, trainer)
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in SPECIALS])
+    # ModernBERT's vocabulary (OLMo's) also lists runs of spaces as added, non-special tokens.
+    tok.add_tokens([AddedToken(s, special=False, normalized=True) for s in WHITESPACE_TOKENS])
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS]:0 $A:0 [SEP]:0", pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",

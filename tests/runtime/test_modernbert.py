@@ -139,6 +139,7 @@ def test_metadata(mb_gguf, mb_dir):
     assert len(toks) == cfg["vocab_size"] == len(tok) + 5
     assert toks[-1] == f"[PAD{len(toks) - 1}]" and types[-1] == gguf.TokenType.UNUSED
     assert types[cls] == types[sep] == gguf.TokenType.CONTROL and types[100] == gguf.TokenType.NORMAL
+    assert types[tok.convert_tokens_to_ids("    ")] == gguf.TokenType.USER_DEFINED  # added, not special
     assert toks[:len(tok)] == tok.convert_ids_to_tokens(list(range(len(tok))))
     tj = json.loads((mb_dir / "tokenizer.json").read_text())
     assert k["tokenizer.ggml.merges"] == [" ".join(m) for m in tj["model"]["merges"]]
