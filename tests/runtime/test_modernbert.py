@@ -409,3 +409,23 @@ def test_llama_cpp_runs_our_file(mb_gguf, corpus):
           f"median {np.median(cos):.6f}")
     assert len(texts) >= 40 and same_ids >= 0.9 * len(texts)
     assert np.median(cos) > 0.9999
+
+
+def test_transformers_4_config_keys(mb_dir, corpus, tmp_path):
+    # Published ModernBERT configs predate layer_types / rope_parameters: they give
+    # global_rope_theta, local_rope_theta and global_attn_every_n_layers. Bases other than the
+    # defaults show that those keys are the ones read, by us and by transformers.
+    from sentence_transformers import SentenceTransformer
+
+    def old_style(c):
+        del c["layer_types"], c["rope_parameters"]
+        c.update(global_rope_theta=50000.0, local_rope_theta=2000.0, global_attn_every_n_layers=2)
+
+    folder = _edit_folder(mb_dir, tmp_path / "v4", config=old_style)
+    out = conv.convert(folder, tmp_path / "v4.gguf", progress=False)
+    k = kv(out)
+    assert k["modern-bert.rope.freq_base"] == 50000 and k["modern-bert.rope.freq_base_swa"] == 2000
+    assert k["modern-bert.attention.sliding_window_pattern"] == 2
+    texts = [t for t in corpus if len(t) > 200][:40]
+    ref = SentenceTransformer(str(folder), device="cpu").encode(texts, batch_size=16, convert_to_numpy=True)
+    assert cosines(Model(out, threads=2).embed(texts), ref).min() >= COS_MIN
