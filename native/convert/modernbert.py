@@ -153,8 +153,9 @@ def build_modernbert(model_dir: Path, cfg: dict) -> ModelPlan:
     n_layer = int(cfg["num_hidden_layers"])
     m = ModelPlan(arch="modern-bert", n_embd=hidden)
     act = cfg.get("hidden_activation", "gelu")
-    if act != "gelu":
-        raise ConversionError(f"activation {act!r} is not supported (ModernBERT uses gelu)")
+    if act not in ("gelu", "silu"):
+        raise ConversionError(f"activation {act!r} is not supported (ModernBERT uses gelu; silu, for SwiGLU "
+                              "derivatives such as Granite Embedding R2, is supported too)")
     if hidden % n_head:
         raise ConversionError(f"hidden_size {hidden} is not a multiple of num_attention_heads {n_head}")
     # transformers' config keeps local_attention; sliding_window is its half.

@@ -7,6 +7,7 @@
 //   x = x + Wo * attention(q, k, v)   (bidirectional; every n-th layer global,
 //                                      the others see |i - j| <= window / 2)
 //   x = x + Wd * (gelu(a) * g)        with [a, g] = Wi LayerNorm(x)
+//                                     (silu in SwiGLU derivatives)
 // Embeddings: LayerNorm(token_embd); at the end a LayerNorm, then mean or CLS
 // pooling. Norms and linears carry biases only if the file has them
 // (ModernBERT's defaults have none).
@@ -74,6 +75,7 @@ class ModernBert final : public Encoder {
 
   size_t hidden_, n_layer_, n_head_, head_dim_, n_ff_, n_ctx_, n_vocab_, window_;
   float eps_;
+  bool silu_ = false;  // the gate's activation: SiLU, else exact GELU
   Pooling pooling_;
   std::vector<float> inv_freq_full_, inv_freq_swa_;
   const TensorView* tok_embd_;
@@ -99,12 +101,14 @@ ModernBert::ModernBert(const GGUFFile& f) {
   if (f.get_bool(a + "attention.causal", false)) {
     bad_setting(f, a + "attention.causal", "this encoder attends both ways; causal attention is not supported");
   }
-  // llama.cpp's converter writes transformers' name; only the exact GELU
-  // (transformers' "gelu") is implemented.
+  // llama.cpp's converter writes transformers' name: "gelu" (exact GELU, so
+  // GeGLU) for ModernBERT itself, "silu" (SwiGLU) for derivatives such as
+  // Granite Embedding R2.
   const std::string act = f.get_string(a + "hidden_activation", "gelu");
-  if (act != "gelu") {
-    bad_setting(f, a + "hidden_activation", "'" + utf8_safe(act) + "' is not supported (supported: gelu)");
+  if (act != "gelu" && act != "silu") {
+    bad_setting(f, a + "hidden_activation", "'" + utf8_safe(act) + "' is not supported (supported: gelu, silu)");
   }
+  silu_ = act == "silu";
   n_ff_ = (size_t)setting_int(f, a + "feed_forward_length", 1, kMaxFeedForward);
   n_ctx_ = (size_t)setting_int(f, a + "context_length", kMinContext, kMaxContext);
   // The model card's local_attention (128): a window of 64 tokens on each side.
@@ -226,11 +230,12 @@ void ModernBert::forward(Runtime& rt, const PackedBatch& batch, float* out) {
       apply(L.ffn_norm, h);
     });
     linear(rt, h_.data(), H, T, L.up, up_.data(), 2 * F);
-    // Wi's output is [input, gate]; gelu(input) * gate goes over the input
+    // Wi's output is [input, gate]; act(input) * gate goes over the input
     // half, which the down projection then reads with the row stride 2F.
     rt.pool.parallel_for(T, [&](size_t i, int) {
       float* u = up_.data() + i * 2 * F;
-      gelu_erf(u, F);
+      if (silu_) silu(u, F);
+      else gelu_erf(u, F);
       for (size_t c = 0; c < F; ++c) u[c] *= u[F + c];
     });
     linear(rt, up_.data(), 2 * F, T, L.down, tmp_.data(), H);

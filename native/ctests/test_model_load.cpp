@@ -86,6 +86,19 @@ void valid_models_load() {
   // [CLS] hell|o  Ġwor|l|d [SEP]; GPT-2's split keeps "12" one piece.
   CHECK(mb->tokenize("hello world") == std::vector<int32_t>({23, 18, 3, 21, 2, 6, 24}));
   CHECK(mb->tokenize("12") == std::vector<int32_t>({23, 22, 24}));
+  {
+    // The SwiGLU variant (Granite Embedding R2) runs the same weights to other vectors.
+    tiny::Builder b = tiny::modernbert();
+    b.str("modern-bert.hidden_activation", "silu");
+    auto swiglu = load(b);
+    std::vector<float> g(8), s(8);
+    const EncodedBatch e = mb->encode_batch({"hello world"}, "");
+    mb->embed_ids(e.ids.data(), e.ids.size(), e.lengths.data(), 1, true, g.data());
+    swiglu->embed_ids(e.ids.data(), e.ids.size(), e.lengths.data(), 1, true, s.data());
+    double dot = 0;
+    for (size_t i = 0; i < 8; ++i) dot += (double)g[i] * s[i];
+    CHECK(std::isfinite(dot) && dot < 0.9999);
+  }
   for (Model* m : {bert.get(), gemma.get(), qwen3.get(), mb.get()}) {
     const EncodedBatch e = m->encode_batch({"hello world", "the cat held"}, "");
     std::vector<float> out(2 * m->dim());
@@ -245,7 +258,7 @@ void modernbert_settings() {
       CASE(b.u32(a + "attention.sliding_window", 0), a + "attention.sliding_window", "is 0"),
       CASE(b.u32(a + "attention.sliding_window_pattern", 0), a + "attention.sliding_window_pattern", "is 0"),
       CASE(b.i32s(a + "attention.sliding_window_pattern", {0, 1}), "one entry per layer"),
-      CASE(b.str(a + "hidden_activation", "silu"), a + "hidden_activation", "'silu'"),
+      CASE(b.str(a + "hidden_activation", "gelu_new"), a + "hidden_activation", "'gelu_new'"),
       CASE(b.u32(a + "pooling_type", 3), a + "pooling_type", "is 3"),
       CASE(b.u32(a + "context_length", 1), a + "context_length", "is 1"),
       CASE(b.u32(a + "block_count", 4), "blk.3.attn_norm.weight"),

@@ -48,7 +48,7 @@ def hf_tokenizer(tok, workdir: Path):
 
 def build_st_folder(out: Path, tok, pooling: str = "mean", normalize: bool = True, max_seq_length: int = 200,
                     n_positions: int = 512, hidden: int = 64, layers: int = 4, heads: int = 4, ff: int = 96,
-                    local_attention: int = 16, extra_rows: int = 5, seed: int = 0) -> Path:
+                    local_attention: int = 16, activation: str = "gelu", extra_rows: int = 5, seed: int = 0) -> Path:
     """A sentence-transformers folder around a random ModernBertModel. Layers 0 and 3 are global,
     1 and 2 see 8 tokens each side; the embedding table has `extra_rows` rows past the tokenizer
     (ModernBERT pads it the same way)."""
@@ -59,7 +59,7 @@ def build_st_folder(out: Path, tok, pooling: str = "mean", normalize: bool = Tru
                            num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=n_positions,
                            global_attn_every_n_layers=3, local_attention=local_attention,
                            global_rope_theta=160000.0, local_rope_theta=10000.0, norm_eps=1e-5,
-                           hidden_activation="gelu", pad_token_id=hf_tok.pad_token_id,
+                           hidden_activation=activation, pad_token_id=hf_tok.pad_token_id,
                            cls_token_id=hf_tok.cls_token_id, sep_token_id=hf_tok.sep_token_id,
                            bos_token_id=hf_tok.cls_token_id, eos_token_id=hf_tok.sep_token_id)
     cfg._attn_implementation = "eager"

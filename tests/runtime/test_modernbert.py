@@ -287,7 +287,7 @@ def test_quantized_files(mb_dir, mb_gguf, corpus, tmp_path, out_type):
     ({"tokenizer.ggml.merges": (["\u0120 t", "nospace"], ARR, STR)}, "merge 1 is not two tokens"),
     ({"tokenizer.ggml.token_type": ([1] * 7, ARR, gguf.GGUFValueType.INT32)}, "types"),
     ({"tokenizer.ggml.cls_token_id": (99999, U32)}, "cls_token_id"),
-    ({"modern-bert.hidden_activation": ("silu", STR)}, "hidden_activation"),
+    ({"modern-bert.hidden_activation": ("relu", STR)}, "hidden_activation"),
     ({"modern-bert.attention.causal": (True, BOOL)}, "causal"),
     ({"modern-bert.attention.head_count": (3, U32)}, "head_count"),
     ({"modern-bert.attention.head_count": (64, U32)}, "head size must be even"),
@@ -343,7 +343,7 @@ def _edit_folder(src, dst, config=None, tokenizer=None):
 
 
 @pytest.mark.parametrize("config, tokenizer, message", [
-    (lambda c: c.update(hidden_activation="silu"), None, "activation"),
+    (lambda c: c.update(hidden_activation="gelu_pytorch_tanh"), None, "activation"),
     (lambda c: c["rope_parameters"]["full_attention"].update(rope_type="yarn", factor=4.0), None, "RoPE"),
     (lambda c: c.update(layer_types=["full_attention"] * 3), None, "layer_types"),
     (None, lambda t: t.update(normalizer={"type": "NFC"}), "normalizer NFC"),
@@ -429,3 +429,20 @@ def test_transformers_4_config_keys(mb_dir, corpus, tmp_path):
     texts = [t for t in corpus if len(t) > 200][:40]
     ref = SentenceTransformer(str(folder), device="cpu").encode(texts, batch_size=16, convert_to_numpy=True)
     assert cosines(Model(out, threads=2).embed(texts), ref).min() >= COS_MIN
+
+
+def test_swiglu_derivative(mb_tokenizer, corpus, tmp_path):
+    # Granite Embedding R2 is a ModernBERT with SiLU in the gated feed-forward (SwiGLU).
+    from helpers.modernbert_models import build_st_folder
+    from sentence_transformers import SentenceTransformer
+
+    folder = build_st_folder(tmp_path / "swiglu", mb_tokenizer, pooling="cls", activation="silu", layers=3, seed=4)
+    out = conv.convert(folder, tmp_path / "swiglu.gguf", progress=False)
+    assert kv(out)["modern-bert.hidden_activation"] == "silu"
+    texts = corpus[:150]
+    ref = SentenceTransformer(str(folder), device="cpu").encode(texts, batch_size=16, convert_to_numpy=True)
+    assert cosines(Model(out, threads=2).embed(texts), ref).min() >= COS_MIN
+    # GELU in its place gives other vectors.
+    gelu = tmp_path / "as-gelu.gguf"
+    rewrite(out, gelu, **{"modern-bert.hidden_activation": ("gelu", STR)})
+    assert cosines(Model(gelu, threads=2).embed(texts), ref).min() < COS_MIN
