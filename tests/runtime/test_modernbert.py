@@ -242,6 +242,12 @@ def test_cls_pooling_without_normalize(mb_cls_dir, corpus, tmp_path):
     assert cosines(ours, ref).min() >= COS_MIN
 
 
+def test_token_offsets_are_refused_clearly(mb_gguf):
+    # overflow="chunk" needs offsets, which the byte-level BPE does not track yet: one clear error.
+    with pytest.raises(ValueError, match="'gpt2' tokenizer .* does not give token offsets"):
+        Model(mb_gguf, threads=1).token_offsets("hello world")
+
+
 @pytest.mark.parametrize("window", [14, 18])
 def test_window_bound_is_exact(mb_gguf, st_model, corpus, tmp_path, window):
     # transformers lets a windowed layer see |i - j| <= local_attention / 2 (8 here); a window one
