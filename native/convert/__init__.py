@@ -8,7 +8,7 @@ of live under the ``embedq.`` prefix; llama.cpp ignores unknown keys.
 Only numpy, the ``gguf`` package and a small safetensors reader are needed:
 no torch, no transformers, no sentencepiece.
 
-One module per architecture (bert, gemma, qwen3, xlmr) builds the plan of the file; quantize encodes the
+One module per architecture (bert, gemma, modernbert, qwen3, xlmr) builds the plan of the file; quantize encodes the
 tensors; common holds what they share; this module chooses tensor types and writes the file."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .common import (
     read_json,
 )
 from .gemma import build_gemma_embedding
+from .modernbert import build_modernbert
 from .quantize import Q8_0_BLOCK, QTYPES, encode, quantize_q8_0, tensor_nbytes
 from .qwen3 import build_qwen3
 from .xlmr import build_xlm_roberta
@@ -60,6 +61,8 @@ _BUILDERS: dict[str, Callable[[Path, dict], ModelPlan]] = {
     "DistilBertModel": build_distilbert,
     "DistilBertForMaskedLM": build_distilbert,
     "Gemma3TextModel": build_gemma_embedding,
+    "ModernBertModel": build_modernbert,
+    "ModernBertForMaskedLM": build_modernbert,
     "Qwen3Model": build_qwen3,
     "Qwen3ForCausalLM": build_qwen3,
     "XLMRobertaModel": build_xlm_roberta,

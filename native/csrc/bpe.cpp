@@ -1,11 +1,14 @@
-// Byte-level BPE (GPT-2 style, as Qwen2/Qwen3 use it), reproducing what HF
-// `tokenizers` does with such a tokenizer.json:
+// Byte-level BPE (GPT-2 style, as Qwen2/Qwen3 and ModernBERT use it),
+// reproducing what HF `tokenizers` does with such a tokenizer.json:
 //
-//   1. Added tokens (<|endoftext|>, <|im_start|>, <think> ...: every control and
-//      user-defined entry) are cut out of the raw text first, leftmost-longest.
-//   2. Each span between them is NFC-normalized.
-//   3. The Qwen2 pre-tokenizer regex splits it into pieces (split_qwen2 below
-//      spells the regex out alternative by alternative).
+//   1. Added tokens (<|endoftext|>, <|im_start|>, <think>, [CLS] ...: every
+//      control and user-defined entry) are cut out of the raw text first,
+//      leftmost-longest.
+//   2. Each span between them is NFC-normalized (Qwen; ModernBERT has no
+//      normalizer).
+//   3. A pre-tokenizer regex splits it into pieces: Qwen2's, or GPT-2's (the
+//      one ByteLevel applies itself with use_regex, as ModernBERT's does);
+//      qwen2_piece and gpt2_piece spell them out alternative by alternative.
 //   4. Each piece's UTF-8 bytes become printable characters (GPT-2's
 //      bytes_to_unicode: bytes that are printable Latin-1 stand for themselves,
 //      the others are shifted to U+0100 and up), one initial symbol per byte.
@@ -158,6 +161,44 @@ size_t qwen2_piece(const std::u32string& s, const std::vector<uint8_t>& cls, siz
   return end - 1 - i;
 }
 
+// ---- GPT-2 pre-tokenizer (ByteLevel's own, use_regex = true) ---------------
+//
+//   's|'t|'re|'ve|'m|'ll|'d | ?\p{L}+ | ?\p{N}+ | ?[^\s\p{L}\p{N}]+ | \s+(?!\S) | \s+
+//
+// Unlike Qwen2's: contractions are case-sensitive, digits run together, a
+// letter run takes at most one leading space (not any one character), and no
+// alternative treats newlines apart.
+size_t gpt2_contraction_at(const std::u32string& s, size_t i) {
+  if (s[i] != '\'' || i + 1 >= s.size()) return 0;
+  const char32_t a = s[i + 1];
+  if (a == 's' || a == 't' || a == 'm' || a == 'd') return 2;
+  if (i + 2 < s.size()) {
+    const char32_t b = s[i + 2];
+    if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) return 3;
+  }
+  return 0;
+}
+
+size_t gpt2_piece(const std::u32string& s, const std::vector<uint8_t>& cls, size_t i) {
+  const size_t n = s.size();
+  if (size_t len = gpt2_contraction_at(s, i)) return len;
+  const size_t j = s[i] == ' ' && i + 1 < n ? i + 1 : i;
+  auto run = [&](auto in_class) {
+    size_t k = j;
+    while (k < n && in_class(k)) ++k;
+    return k - i;
+  };
+  if (cls[j] == kLetter) return run([&](size_t k) { return cls[k] == kLetter; });
+  if (cls[j] == kNumber) return run([&](size_t k) { return cls[k] == kNumber; });
+  if (!is_space(s[j])) return run([&](size_t k) { return cls[k] == kOther && !is_space(s[k]); });
+  // Whitespace from here on (s[i], and s[i+1] if s[i] is a space).
+  size_t end = i;
+  while (end < n && is_space(s[end])) ++end;
+  // \s+(?!\S): at the end of the text the whole run, else all but its last character.
+  if (end == n || end - i == 1) return end - i;
+  return end - 1 - i;
+}
+
 // ---- byte-level BPE -------------------------------------------------------
 
 // GPT-2's bytes_to_unicode.
@@ -173,8 +214,8 @@ char32_t byte_char(unsigned char b) {
 class ByteLevelBpe final : public Tokenizer {
  public:
   ByteLevelBpe(const std::vector<std::string>& tokens, const std::vector<int32_t>& types,
-               const std::vector<std::string>& merges)
-      : n_vocab_(tokens.size()) {
+               const std::vector<std::string>& merges, const ByteBpeOptions& opts)
+      : n_vocab_(tokens.size()), opts_(opts) {
     if (tokens.empty()) throw std::invalid_argument("bpe: empty vocabulary");
     if (types.size() != tokens.size()) throw std::invalid_argument("bpe: tokens and types differ in length");
     if (tokens.size() > (size_t)INT32_MAX || merges.size() > (size_t)INT32_MAX) {
@@ -219,12 +260,13 @@ class ByteLevelBpe final : public Tokenizer {
       if (span.empty()) return;
       bool ascii = true;
       for (unsigned char c : span) ascii = ascii && c < 0x80;
-      const std::u32string s = ascii ? unicode::utf8_to_utf32(span) : nfc(unicode::utf8_to_utf32(span));
+      const std::u32string s =
+          ascii || !opts_.nfc ? unicode::utf8_to_utf32(span) : nfc(unicode::utf8_to_utf32(span));
       std::vector<uint8_t> cls(s.size());
       for (size_t i = 0; i < s.size(); ++i) cls[i] = char_class(s[i]);
       std::string piece;
       for (size_t i = 0; i < s.size();) {
-        const size_t len = qwen2_piece(s, cls, i);
+        const size_t len = opts_.split == ByteBpeOptions::Split::GPT2 ? gpt2_piece(s, cls, i) : qwen2_piece(s, cls, i);
         piece = unicode::utf32_to_utf8(std::u32string_view(s).substr(i, len));
         encode_piece(piece, ids);
         i += len;
@@ -293,6 +335,7 @@ class ByteLevelBpe final : public Tokenizer {
   }
 
   size_t n_vocab_;
+  ByteBpeOptions opts_;
   AddedTokenMatcher added_;
   std::unordered_map<std::string, int32_t> index_;
   std::unordered_map<uint64_t, Merge> merges_;
@@ -302,8 +345,8 @@ class ByteLevelBpe final : public Tokenizer {
 }  // namespace
 
 std::unique_ptr<Tokenizer> make_byte_bpe(const std::vector<std::string>& tokens, const std::vector<int32_t>& types,
-                                         const std::vector<std::string>& merges) {
-  return std::unique_ptr<Tokenizer>(new ByteLevelBpe(tokens, types, merges));
+                                         const std::vector<std::string>& merges, const ByteBpeOptions& opts) {
+  return std::unique_ptr<Tokenizer>(new ByteLevelBpe(tokens, types, merges, opts));
 }
 
 }  // namespace embedq

@@ -180,8 +180,31 @@ void Model::load() {
     add_bos_ = f.get_bool("tokenizer.ggml.add_bos_token", false);
     add_eos_ = f.get_bool("tokenizer.ggml.add_eos_token", true);
     if ((add_bos_ && bos_ < 0) || (add_eos_ && eos_ < 0)) throw GGUFError("the vocabulary lacks its BOS/EOS token");
+  } else if (arch_ == "modern-bert") {
+    encoder_ = load_modernbert(f);
+    // ModernBERT's tokenizer: ByteLevel with GPT-2's regex, no normalizer;
+    // llama.cpp names that pre-tokenizer after the model.
+    const std::string pre = f.get_string("tokenizer.ggml.pre", "");
+    if (tokenizer_name_ != "gpt2" || pre != "modern-bert") {
+      throw GGUFError("modern-bert model with tokenizer '" + tokenizer_name_ + "' (pre-tokenizer '" + utf8_safe(pre) +
+                      "') is not supported (gpt2 with modern-bert)");
+    }
+    const std::vector<int32_t> types = f.get_int_array("tokenizer.ggml.token_type");
+    if (types.size() != tokens.size()) throw GGUFError("tokenizer types do not match the vocabulary size");
+    const std::vector<std::string> merges = f.get_string_array("tokenizer.ggml.merges");
+    ByteBpeOptions bo;
+    bo.split = ByteBpeOptions::Split::GPT2;
+    bo.nfc = false;
+    tok_ = make_tokenizer([&] { return make_byte_bpe(tokens, types, merges, bo); });
+    // [CLS] text [SEP], as its post-processor writes them.
+    bos_ = token_id(f, tokens, {"tokenizer.ggml.cls_token_id", "tokenizer.ggml.bos_token_id"}, "[CLS]");
+    eos_ = token_id(f, tokens, {"tokenizer.ggml.seperator_token_id", "tokenizer.ggml.eos_token_id"}, "[SEP]");
+    add_bos_ = f.get_bool("tokenizer.ggml.add_bos_token", true);
+    add_eos_ = f.get_bool("tokenizer.ggml.add_eos_token", true);
+    if ((add_bos_ && bos_ < 0) || (add_eos_ && eos_ < 0)) throw GGUFError("the vocabulary lacks [CLS]/[SEP]");
   } else {
-    throw GGUFError("model architecture '" + arch_ + "' is not supported (supported: bert, gemma-embedding, qwen3)");
+    throw GGUFError("model architecture '" + arch_ +
+                    "' is not supported (supported: bert, gemma-embedding, modern-bert, qwen3)");
   }
 
   // Token ids index the embedding table; llama.cpp likewise requires one row

@@ -46,6 +46,7 @@ class Encoder {
 std::unique_ptr<Encoder> load_bert(const GGUFFile& f);
 std::unique_ptr<Encoder> load_gemma3(const GGUFFile& f);
 std::unique_ptr<Encoder> load_qwen3(const GGUFFile& f);
+std::unique_ptr<Encoder> load_modernbert(const GGUFFile& f);
 
 // Texts as the forward pass sees them, back to back.
 struct EncodedBatch {

@@ -65,12 +65,17 @@ struct UnigramOptions {
 std::unique_ptr<Tokenizer> make_unigram(const std::vector<std::string>& tokens, const std::vector<double>& scores,
                                         const std::vector<int32_t>& types, int32_t unk_id, const UnigramOptions& opts);
 
-// Byte-level BPE as Qwen2/Qwen3 use it (see bpe.cpp): added tokens (types 3
-// control, 4 user defined) cut out, NFC, the Qwen2 pre-tokenizer regex, bytes
+// Byte-level BPE as Qwen2/Qwen3 and ModernBERT use it (see bpe.cpp): added
+// tokens (types 3 control, 4 user defined) cut out, NFC (optional), the Qwen2
+// or GPT-2 pre-tokenizer regex, bytes
 // mapped to printable characters, `merges` ("left right", rank = index)
 // applied lowest rank first. Types as for make_sentencepiece; type 5 (unused)
 // entries are padding, never produced.
+struct ByteBpeOptions {
+  enum class Split { QWEN2, GPT2 } split = Split::QWEN2;
+  bool nfc = true;
+};
 std::unique_ptr<Tokenizer> make_byte_bpe(const std::vector<std::string>& tokens, const std::vector<int32_t>& types,
-                                         const std::vector<std::string>& merges);
+                                         const std::vector<std::string>& merges, const ByteBpeOptions& opts = {});
 
 }  // namespace embedq

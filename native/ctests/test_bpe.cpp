@@ -2,7 +2,7 @@
 // vocabulary: the 256 byte characters as ids 0..255, a few merges chosen so
 // that a wrong pre-tokenizer split, merge order, normalization or added-token
 // cut shows up in the ids. Parity with HF on a trained tokenizer is tested
-// from Python (tests/runtime/test_tokenizer_qwen3.py).
+// from Python (tests/runtime/test_tokenizer_qwen3.py, test_modernbert.py).
 #include <map>
 #include <random>
 #include <stdexcept>
@@ -110,6 +110,30 @@ void test_hand_vocab() {
   EXPECT_IDS(*tok, "[PAD267]", {91, 80, 65, 68, 50, 54, 55, 93});  // padding entries are not tokens
 }
 
+// ModernBERT's variant: GPT-2's regex (case-sensitive contractions, digit
+// runs, a newline run split like any white space) and no NFC.
+void test_gpt2_split() {
+  const Vocab v = hand_vocab();
+  embedq::ByteBpeOptions o;
+  o.split = embedq::ByteBpeOptions::Split::GPT2;
+  o.nfc = false;
+  auto tok = embedq::make_byte_bpe(v.tokens, v.types, v.merges, o);
+  EXPECT_IDS(*tok, "abc", {97, 256});
+  EXPECT_IDS(*tok, "don't", {100, 111, 110, 39, 116});
+  EXPECT_IDS(*tok, "'Sa", {39, 264});            // "'S" is no contraction: "'" | "Sa"
+  EXPECT_IDS(*tok, "x'Sa", {120, 39, 264});
+  EXPECT_IDS(*tok, "12", {263});                 // \p{N}+ keeps the digits together
+  EXPECT_IDS(*tok, " 12", {32, 263});
+  EXPECT_IDS(*tok, " wow", {260, 111, 119});
+  EXPECT_IDS(*tok, "a  w", {97, 32, 260});
+  EXPECT_IDS(*tok, "a  ", {97, 261});
+  EXPECT_IDS(*tok, "x\n\ny", {120, 10, 10, 121});  // "\n" | "\n" (\s+(?!\S)), then "y"
+  EXPECT_IDS(*tok, "x\n\n", {120, 262});
+  EXPECT_IDS(*tok, "e\xCC\x81", {101, 204, 129});  // no NFC: e + U+0301 stay two characters
+  EXPECT_IDS(*tok, "a!!b", {97, 33, 33, 98});
+  EXPECT_IDS(*tok, "<|endoftext|>ab", {265, 257});
+}
+
 void test_errors() {
   Vocab v = hand_vocab();
   bool threw = false;
@@ -150,10 +174,11 @@ void test_errors() {
   CHECK_MSG(threw, "a token that is not UTF-8 is refused");
 }
 
-// On ASCII text (NFC leaves it alone) the tokens always spell the text back.
-void test_random_round_trip() {
+// On ASCII text (NFC leaves it alone) the tokens always spell the text back,
+// whichever split.
+void test_random_round_trip(const embedq::ByteBpeOptions& o) {
   const Vocab v = hand_vocab();
-  auto tok = embedq::make_byte_bpe(v.tokens, v.types, v.merges);
+  auto tok = embedq::make_byte_bpe(v.tokens, v.types, v.merges, o);
   std::mt19937 rng(7);
   const std::string alphabet = "abcSw12' \n\r\t.,!x<|>";
   int bad = 0;
@@ -185,7 +210,12 @@ void test_random_round_trip() {
 
 int main() {
   test_hand_vocab();
+  test_gpt2_split();
   test_errors();
-  test_random_round_trip();
+  test_random_round_trip({});
+  embedq::ByteBpeOptions gpt2;
+  gpt2.split = embedq::ByteBpeOptions::Split::GPT2;
+  gpt2.nfc = false;
+  test_random_round_trip(gpt2);
   return report();
 }

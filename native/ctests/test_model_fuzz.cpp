@@ -251,5 +251,6 @@ int main() {
   fuzz("tiny bert", tiny::bert(), iterations, seed);
   fuzz("tiny gemma", tiny::gemma(), iterations, seed + 1);
   fuzz("tiny qwen3", tiny::qwen3(), iterations, seed + 2);
+  fuzz("tiny modernbert", tiny::modernbert(), iterations, seed + 3);
   return report();
 }

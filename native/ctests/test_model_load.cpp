@@ -82,7 +82,25 @@ void valid_models_load() {
   // hell|o  Ġwor|l|d  <|endoftext|>: merges by rank, no BOS, EOS appended.
   CHECK(qwen3->tokenize("hello world") == std::vector<int32_t>({18, 3, 21, 2, 6, 22}));
   CHECK(qwen3->tokenize("<think>he<|im_end|>") == std::vector<int32_t>({24, 16, 23, 22}));
-  for (Model* m : {bert.get(), gemma.get(), qwen3.get()}) {
+  auto mb = load(tiny::modernbert());
+  CHECK(mb->dim() == 8 && mb->max_tokens() == 32 && mb->vocab_size() == 26);
+  // [CLS] hell|o  Ġwor|l|d [SEP]; GPT-2's split keeps "12" one piece.
+  CHECK(mb->tokenize("hello world") == std::vector<int32_t>({23, 18, 3, 21, 2, 6, 24}));
+  CHECK(mb->tokenize("12") == std::vector<int32_t>({23, 22, 24}));
+  {
+    // The SwiGLU variant (Granite Embedding R2) runs the same weights to other vectors.
+    tiny::Builder b = tiny::modernbert();
+    b.str("modern-bert.hidden_activation", "silu");
+    auto swiglu = load(b);
+    std::vector<float> g(8), s(8);
+    const EncodedBatch e = mb->encode_batch({"hello world"}, "");
+    mb->embed_ids(e.ids.data(), e.ids.size(), e.lengths.data(), 1, true, g.data());
+    swiglu->embed_ids(e.ids.data(), e.ids.size(), e.lengths.data(), 1, true, s.data());
+    double dot = 0;
+    for (size_t i = 0; i < 8; ++i) dot += (double)g[i] * s[i];
+    CHECK(std::isfinite(dot) && dot < 0.9999);
+  }
+  for (Model* m : {bert.get(), gemma.get(), qwen3.get(), mb.get()}) {
     const EncodedBatch e = m->encode_batch({"hello world", "the cat held"}, "");
     std::vector<float> out(2 * m->dim());
     m->embed_ids(e.ids.data(), e.ids.size(), e.lengths.data(), 2, true, out.data());
@@ -228,6 +246,35 @@ void qwen3_settings() {
   run(tiny::qwen3, cases);
 }
 
+void modernbert_settings() {
+  const std::string a = "modern-bert.";
+  std::vector<Case> cases = {
+      CASE(b.f32(a + "rope.freq_base", kNaN), a + "rope.freq_base", "nan"),
+      CASE(b.f32(a + "rope.freq_base_swa", 0.5f), a + "rope.freq_base_swa", "0.5"),
+      CASE(b.f32(a + "attention.layer_norm_epsilon", 0.f), "layer_norm_epsilon", "is 0"),
+      CASE(b.u32(a + "attention.head_count", 0), a + "attention.head_count", "is 0"),
+      CASE(b.u32(a + "attention.head_count", 3), a + "attention.head_count", "multiple"),
+      CASE(b.u32(a + "attention.head_count", 8), a + "attention.head_count", "even"),
+      CASE(b.boolean(a + "attention.causal", true), a + "attention.causal", "true"),
+      CASE(b.u32(a + "attention.sliding_window", 0), a + "attention.sliding_window", "is 0"),
+      CASE(b.u32(a + "attention.sliding_window_pattern", 0), a + "attention.sliding_window_pattern", "is 0"),
+      CASE(b.i32s(a + "attention.sliding_window_pattern", {0, 1}), "one entry per layer"),
+      CASE(b.str(a + "hidden_activation", "gelu_new"), a + "hidden_activation", "'gelu_new'"),
+      CASE(b.u32(a + "pooling_type", 3), a + "pooling_type", "is 3"),
+      CASE(b.u32(a + "context_length", 1), a + "context_length", "is 1"),
+      CASE(b.u32(a + "block_count", 4), "blk.3.attn_norm.weight"),
+      CASE(b.u32(a + "feed_forward_length", 16), "blk.0.ffn_up.weight", "shape"),
+      CASE(b.tensor("blk.0.attn_norm.weight", 8, 0, std::vector<float>(8, 1.f)), "blk.0.attn_norm.weight", "unexpected"),
+      CASE(b.str("tokenizer.ggml.pre", "qwen2"), "pre-tokenizer 'qwen2'", "gpt2 with modern-bert"),
+      CASE(b.str("tokenizer.ggml.model", "bert"), "tokenizer 'bert'"),
+      CASE(b.strings("tokenizer.ggml.merges").push_back("hx"), "vocabulary is unusable", "merge 7"),
+      CASE(b.u32("tokenizer.ggml.cls_token_id", 26), "tokenizer.ggml.cls_token_id", "26"),
+      CASE((b.remove("tokenizer.ggml.seperator_token_id"), b.strings("tokenizer.ggml.tokens")[24] = "[END]"),
+           "lacks [CLS]/[SEP]"),
+  };
+  run(tiny::modernbert, cases);
+}
+
 // A NaN or infinity in any tensor the forward pass reads, of any stored
 // type, is refused at load naming the tensor and where.
 void nonfinite_weights() {
@@ -253,6 +300,10 @@ void nonfinite_weights() {
       {tiny::qwen3, "blk.1.attn_q_norm.weight", 2, kNaN, {"blk.1.attn_q_norm.weight"}},
       {tiny::qwen3, "blk.0.attn_k.weight", 9, kInf, {"blk.0.attn_k.weight", "(inf)"}},  // F16
       {tiny::qwen3, "blk.1.ffn_down.weight", 33, kNaN, {"blk.1.ffn_down.weight", "scale"}},  // Q8_0
+      {tiny::modernbert, "token_embd_norm.weight", 1, kNaN, {"token_embd_norm.weight"}},
+      {tiny::modernbert, "output_norm.bias", 7, kInf, {"output_norm.bias"}},
+      {tiny::modernbert, "blk.1.attn_qkv.weight", 3, kInf, {"blk.1.attn_qkv.weight", "(inf)"}},  // F16
+      {tiny::modernbert, "blk.2.ffn_up.weight", 500, kNaN, {"blk.2.ffn_up.weight"}},
   };
   for (const W& w : cases) {
     tiny::Builder b = w.make();
@@ -369,6 +420,7 @@ int main() {
   bert_settings();
   gemma_settings();
   qwen3_settings();
+  modernbert_settings();
   nonfinite_weights();
   output_check();
   scan_matches_reference();

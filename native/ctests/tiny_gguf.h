@@ -426,4 +426,69 @@ inline Builder qwen3() {
   return b;
 }
 
+// ModernBERT: GPT-2's split (digits run together: "12" is one piece), no NFC,
+// [CLS] text [SEP]; three layers, layer 0 global and without attn_norm, the
+// other two windowed (4 tokens: 2 each side); biases on the final norm only.
+inline Builder modernbert() {
+  const int64_t H = 8, NH = 2, FF = 32;
+  Builder b;
+  std::vector<std::string> tokens;
+  std::vector<int64_t> types;
+  for (const char* t : {"h", "e", "l", "o", "w", "r", "d", "t", "a", "s", "k", "'", "1", "2", "\xC4\xA0", "\xC4\x8A",
+                        "he", "ll", "hell", "\xC4\xA0w", "or", "\xC4\xA0wor", "12"}) {
+    tokens.push_back(t);
+    types.push_back(1);
+  }
+  for (const char* t : {"[CLS]", "[SEP]"}) {
+    tokens.push_back(t);
+    types.push_back(3);
+  }
+  tokens.push_back("[PAD25]");
+  types.push_back(5);
+  const std::string a = "modern-bert.";
+  b.str("general.architecture", "modern-bert");
+  b.str("general.name", "tiny-modernbert");
+  b.u32(a + "context_length", 40);
+  b.u32(a + "embedding_length", H);
+  b.u32(a + "block_count", 3);
+  b.u32(a + "feed_forward_length", FF);
+  b.u32(a + "attention.head_count", NH);
+  b.f32(a + "attention.layer_norm_epsilon", 1e-5f);
+  b.boolean(a + "attention.causal", false);
+  b.u32(a + "attention.sliding_window", 4);
+  b.u32(a + "attention.sliding_window_pattern", 3);
+  b.f32(a + "rope.freq_base", 160000.f);
+  b.f32(a + "rope.freq_base_swa", 10000.f);
+  b.str(a + "hidden_activation", "gelu");
+  b.u32(a + "pooling_type", 1);
+  b.str("tokenizer.ggml.model", "gpt2");
+  b.str("tokenizer.ggml.pre", "modern-bert");
+  b.strs("tokenizer.ggml.tokens", tokens);
+  b.i32s("tokenizer.ggml.token_type", types);
+  b.strs("tokenizer.ggml.merges", {"h e", "l l", "he ll", "\xC4\xA0 w", "o r", "\xC4\xA0w or", "1 2"});
+  b.u32("tokenizer.ggml.cls_token_id", 23);
+  b.u32("tokenizer.ggml.seperator_token_id", 24);
+  b.boolean("tokenizer.ggml.add_bos_token", true);
+  b.boolean("tokenizer.ggml.add_eos_token", true);
+  b.u32("embedq.max_seq_length", 32);
+
+  Weights w(4);
+  const int64_t V = (int64_t)tokens.size();
+  auto norm = [&](const std::string& n) { b.tensor(n, H, 0, w.make((size_t)H, 0.1f, 1.f)); };
+  b.tensor("token_embd.weight", H, V, w.make(H * V));
+  norm("token_embd_norm.weight");
+  norm("output_norm.weight");
+  b.tensor("output_norm.bias", H, 0, w.make(H));
+  for (int l = 0; l < 3; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    if (l > 0) norm(p + "attn_norm.weight");
+    b.tensor(p + "attn_qkv.weight", H, 3 * H, w.make(H * 3 * H), l == 1 ? DType::F16 : DType::F32);
+    b.tensor(p + "attn_output.weight", H, H, w.make(H * H));
+    norm(p + "ffn_norm.weight");
+    b.tensor(p + "ffn_up.weight", H, 2 * FF, w.make(H * 2 * FF));
+    b.tensor(p + "ffn_down.weight", FF, H, w.make(FF * H), DType::Q8_0);
+  }
+  return b;
+}
+
 }  // namespace tiny
