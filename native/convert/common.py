@@ -12,6 +12,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 from gguf import GGMLQuantizationType as QT
+from gguf import TokenType
 
 FORMAT_VERSION = 1
 
@@ -313,3 +314,35 @@ def pb_fields(buf: bytes) -> Iterable[tuple[int, int, object]]:
         else:
             raise ConversionError(f"sentencepiece model: unsupported protobuf wire type {wire}")
         yield num, wire, val
+
+
+def byte_level_bpe_vocab(m: ModelPlan, tj: dict, tj_path: Path, n_rows: int, pre: str) -> dict[str, int]:
+    """A byte-level BPE vocabulary (Qwen, ModernBERT) as llama.cpp's "gpt2" tokenizer keys: one token per
+    embedding row (rows no token uses become "[PADi]", unused), added tokens typed control or
+    user-defined, the merges as "a b". Returns token text -> id for the special-token lookups."""
+    model = tj["model"]
+    by_id: dict[int, str] = {int(i): t for t, i in model["vocab"].items()}
+    added = {int(t["id"]): t for t in tj.get("added_tokens") or []}
+    for i, t in added.items():
+        by_id[i] = t["content"]
+    if by_id and max(by_id) >= n_rows:
+        raise ConversionError(f"{tj_path}: token id {max(by_id)} has no row in the embedding table ({n_rows} rows)")
+    tokens, types = [], []
+    for i in range(n_rows):
+        if i not in by_id:
+            tokens.append(f"[PAD{i}]")
+            types.append(int(TokenType.UNUSED))
+        elif i in added:
+            special = added[i].get("special") or looks_special(by_id[i])
+            tokens.append(by_id[i])
+            types.append(int(TokenType.CONTROL if special else TokenType.USER_DEFINED))
+        else:
+            tokens.append(by_id[i])
+            types.append(int(TokenType.NORMAL))
+    merges = [" ".join(p) if isinstance(p, list) else str(p) for p in model.get("merges") or []]
+    m.put("add_tokenizer_model", "gpt2")
+    m.put("add_tokenizer_pre", pre)
+    m.put("add_token_list", tokens)
+    m.put("add_token_types", types)
+    m.put("add_token_merges", merges)
+    return {t: i for i, t in reversed(list(enumerate(tokens))) if types[i] != int(TokenType.UNUSED)}

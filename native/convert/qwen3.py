@@ -18,14 +18,13 @@ from pathlib import Path
 
 import gguf
 import numpy as np
-from gguf import TokenType
 
 from .common import (
     ConversionError,
+    byte_level_bpe_vocab,
     ModelPlan,
     TensorPlan,
     load_safetensor,
-    looks_special,
     model_weight_files,
     pair_adds_separator,
     read_json,
@@ -77,35 +76,7 @@ def _qwen_vocab(m: ModelPlan, model_dir: Path, n_rows: int) -> None:
     tj_path = model_dir / "tokenizer.json"
     tj = read_json(tj_path)
     _check_pipeline(tj_path, tj)
-    model = tj["model"]
-    by_id: dict[int, str] = {int(i): t for t, i in model["vocab"].items()}
-    added = {int(t["id"]): t for t in tj.get("added_tokens") or []}
-    for i, t in added.items():
-        by_id[i] = t["content"]
-    if by_id and max(by_id) >= n_rows:
-        raise ConversionError(f"{tj_path}: token id {max(by_id)} has no row in the embedding table ({n_rows} rows)")
-    tokens, types = [], []
-    for i in range(n_rows):
-        if i not in by_id:
-            tokens.append(f"[PAD{i}]")
-            types.append(int(TokenType.UNUSED))
-        elif i in added:
-            text = by_id[i]
-            tokens.append(text)
-            special = added[i].get("special") or looks_special(text)
-            types.append(int(TokenType.CONTROL if special else TokenType.USER_DEFINED))
-        else:
-            tokens.append(by_id[i])
-            types.append(int(TokenType.NORMAL))
-    merges = [" ".join(p) if isinstance(p, list) else str(p) for p in model.get("merges") or []]
-
-    m.put("add_tokenizer_model", "gpt2")
-    m.put("add_tokenizer_pre", "qwen2")
-    m.put("add_token_list", tokens)
-    m.put("add_token_types", types)
-    m.put("add_token_merges", merges)
-
-    index = {t: i for i, t in reversed(list(enumerate(tokens))) if types[i] != int(TokenType.UNUSED)}
+    index = byte_level_bpe_vocab(m, tj, tj_path, n_rows, "qwen2")
     tcfg = read_json(model_dir / "tokenizer_config.json", required=False)
 
     def content(x) -> str | None:

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gguf.h"
+#include "linear.h"
 #include "runtime.h"
 #include "tokenizer.h"
 
@@ -41,6 +42,34 @@ class Encoder {
   virtual size_t vocab_rows() const = 0;  // rows of the token embedding table
   // Every tensor the forward pass reads, for the load-time finiteness scan.
   virtual const std::vector<const TensorView*>& tensors() const = 0;
+};
+
+// What the encoders share while loading: every tensor they read is recorded (the finiteness scan
+// goes over exactly those), and 1-D tensors stored in another type are converted to f32 once.
+class FileEncoder : public Encoder {
+ public:
+  const std::vector<const TensorView*>& tensors() const override { return reads_; }
+
+ protected:
+  const TensorView& use(const TensorView& t) {
+    reads_.push_back(&t);
+    return t;
+  }
+  // A 1-D tensor of n values, as f32.
+  const float* vec(const GGUFFile& f, const std::string& name, size_t n) {
+    converted_.emplace_back();
+    return vector_f32(use(f.tensor(name, (int64_t)n)), converted_.back());
+  }
+  // A weight matrix of `out` rows of `in` values, no bias.
+  Weight matrix(const GGUFFile& f, const std::string& name, size_t in, size_t out) {
+    Weight w;
+    w.t = &use(f.tensor(name, (int64_t)in, (int64_t)out));
+    return w;
+  }
+
+ private:
+  std::vector<const TensorView*> reads_;
+  std::vector<std::vector<float>> converted_;  // inner buffers stay put when the outer vector grows
 };
 
 std::unique_ptr<Encoder> load_bert(const GGUFFile& f);

@@ -41,24 +41,15 @@ struct MbLayer {
   bool sliding = false;
 };
 
-class ModernBert final : public Encoder {
+class ModernBert final : public FileEncoder {
  public:
   explicit ModernBert(const GGUFFile& f);
   void forward(Runtime& rt, const PackedBatch& batch, float* out) override;
   size_t dim() const override { return hidden_; }
   size_t max_positions() const override { return n_ctx_; }
   size_t vocab_rows() const override { return n_vocab_; }
-  const std::vector<const TensorView*>& tensors() const override { return reads_; }
 
  private:
-  const TensorView& use(const TensorView& t) {
-    reads_.push_back(&t);
-    return t;
-  }
-  const float* vec(const GGUFFile& f, const std::string& name, size_t n) {
-    converted_.emplace_back();
-    return vector_f32(use(f.tensor(name, (int64_t)n)), converted_.back());
-  }
   Norm norm(const GGUFFile& f, const std::string& name) {
     Norm n;
     n.w = vec(f, name + ".weight", hidden_);
@@ -81,8 +72,6 @@ class ModernBert final : public Encoder {
   const TensorView* tok_embd_;
   Norm embd_norm_, out_norm_;
   std::vector<MbLayer> layers_;
-  std::vector<const TensorView*> reads_;
-  std::vector<std::vector<float>> converted_;
   std::vector<float> x_, h_, qkv_, ctx_, tmp_, up_;
 };
 

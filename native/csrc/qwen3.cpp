@@ -40,29 +40,15 @@ struct Qwen3Layer {
   const float *attn_norm, *q_norm, *k_norm, *ffn_norm;
 };
 
-class Qwen3 final : public Encoder {
+class Qwen3 final : public FileEncoder {
  public:
   explicit Qwen3(const GGUFFile& f);
   void forward(Runtime& rt, const PackedBatch& batch, float* out) override;
   size_t dim() const override { return hidden_; }
   size_t max_positions() const override { return n_ctx_; }
   size_t vocab_rows() const override { return n_vocab_; }
-  const std::vector<const TensorView*>& tensors() const override { return reads_; }
 
  private:
-  const TensorView& use(const TensorView& t) {
-    reads_.push_back(&t);
-    return t;
-  }
-  const float* vec(const GGUFFile& f, const std::string& name, size_t n) {
-    converted_.emplace_back();
-    return vector_f32(use(f.tensor(name, (int64_t)n)), converted_.back());
-  }
-  Weight weight(const GGUFFile& f, const std::string& name, size_t in, size_t out) {
-    Weight w;
-    w.t = &use(f.tensor(name, (int64_t)in, (int64_t)out));
-    return w;
-  }
 
   size_t hidden_, n_layer_, n_head_, n_head_kv_, head_dim_, n_ff_, n_ctx_, n_vocab_;
   float eps_;
@@ -70,8 +56,6 @@ class Qwen3 final : public Encoder {
   const TensorView* tok_embd_;
   const float* out_norm_;
   std::vector<Qwen3Layer> layers_;
-  std::vector<const TensorView*> reads_;
-  std::vector<std::vector<float>> converted_;
   std::vector<float> x_, h_, q_, k_, v_, ctx_, tmp_, gate_, up_;
 };
 
@@ -124,16 +108,16 @@ Qwen3::Qwen3(const GGUFFile& f) {
     Qwen3Layer& L = layers_[l];
     const std::string p = "blk." + std::to_string(l) + ".";
     L.attn_norm = vec(f, p + "attn_norm.weight", hidden_);
-    L.q = weight(f, p + "attn_q.weight", hidden_, qdim);
-    L.k = weight(f, p + "attn_k.weight", hidden_, kvdim);
-    L.v = weight(f, p + "attn_v.weight", hidden_, kvdim);
+    L.q = matrix(f, p + "attn_q.weight", hidden_, qdim);
+    L.k = matrix(f, p + "attn_k.weight", hidden_, kvdim);
+    L.v = matrix(f, p + "attn_v.weight", hidden_, kvdim);
     L.q_norm = vec(f, p + "attn_q_norm.weight", head_dim_);
     L.k_norm = vec(f, p + "attn_k_norm.weight", head_dim_);
-    L.o = weight(f, p + "attn_output.weight", qdim, hidden_);
+    L.o = matrix(f, p + "attn_output.weight", qdim, hidden_);
     L.ffn_norm = vec(f, p + "ffn_norm.weight", hidden_);
-    L.gate = weight(f, p + "ffn_gate.weight", hidden_, n_ff_);
-    L.up = weight(f, p + "ffn_up.weight", hidden_, n_ff_);
-    L.down = weight(f, p + "ffn_down.weight", n_ff_, hidden_);
+    L.gate = matrix(f, p + "ffn_gate.weight", hidden_, n_ff_);
+    L.up = matrix(f, p + "ffn_up.weight", hidden_, n_ff_);
+    L.down = matrix(f, p + "ffn_down.weight", n_ff_, hidden_);
   }
 }
 
