@@ -5,6 +5,7 @@ threads. Exports are cached under EMBEDQ_HOME/onnx, keyed by the folder's weight
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -94,9 +95,11 @@ class OnnxEncoder:
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        from sentence_transformers import SentenceTransformer
-
-        self.max_len = SentenceTransformer(str(folder), device="cpu").max_seq_length
+        # sentence-transformers' own limit, read from its config rather than by loading the whole model
+        # (weights included) into the process being measured.
+        cfg = folder / "sentence_bert_config.json"
+        limit = json.loads(cfg.read_text()).get("max_seq_length") if cfg.is_file() else None
+        self.max_len = int(limit or self.tokenizer.model_max_length)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_len, return_tensors="np")
