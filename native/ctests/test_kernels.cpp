@@ -585,8 +585,18 @@ void test_dispatch() {
               "%s prefer_i16", names[i]);
   CHECK_MSG(kernels_by_name("bogus") == nullptr && kernels_by_name(nullptr) == nullptr, "unknown name -> null");
 #if defined(EMBEDQ_X86)
+  // The compiler's own CPU check, independent of dispatch.cpp's (which also asks the OS).
+  const bool has_cpu_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"),
+             has_cpu_avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   CHECK_MSG(kernels_neon() == nullptr, "no NEON kernels on x86");
-  CHECK_MSG(kernels_avx2() != nullptr && kernels_avx512() != nullptr, "x86 build has avx2 and avx512 sets");
+  // Every x86 build compiles both sets, so a CPU that has the ISA lists it, and one that lacks it
+  // does not. The accessors themselves build their tables with the ISA's code: only a CPU that
+  // has it may call them (dispatch checks first).
+  CHECK_MSG(has_cpu_avx2 == (kernels_by_name("avx2") != nullptr), "avx2 listed iff the CPU has it");
+  CHECK_MSG(has_cpu_avx512 == (kernels_by_name("avx512") != nullptr), "avx512 listed iff the CPU has it");
+  if (has_cpu_avx2) CHECK_MSG(kernels_avx2() == kernels_by_name("avx2"), "avx2 accessor");
+  if (has_cpu_avx512) CHECK_MSG(kernels_avx512() == kernels_by_name("avx512"), "avx512 accessor");
 #endif
 #if defined(EMBEDQ_ARM)
   CHECK_MSG(kernels_avx2() == nullptr && kernels_avx512() == nullptr, "no x86 kernels on arm");
