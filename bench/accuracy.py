@@ -193,7 +193,7 @@ def llama_cpp_run(gguf: Path, texts: list[str], dim: int, n_ctx: int, threads: i
 
 def measure(models: list[str], types: list[str], activations: list[str], llama_types: list[str], threads: int,
             batch: int) -> tuple[list[dict], dict]:
-    """Rows for every model x type (x activations for Q8_0), plus the run's metadata."""
+    """Rows for every model x type (x activations for the types other than F32), plus the run's metadata."""
     import sentence_transformers
     import torch
     from tqdm import tqdm
@@ -214,7 +214,9 @@ def measure(models: list[str], types: list[str], activations: list[str], llama_t
         theirs = None
         for ftype in types:
             gguf = hub.pull(name, ftype)
-            acts = activations if ftype == "q8_0" else ["f32"]
+            # F32 weights always take the f32 path; int8 activations exist only for Q8_0 weights.
+            acts = (["f32"] if ftype == "f32"
+                    else activations if ftype == "q8_0" else [a for a in activations if a != "int8"])
             for act in acts:
                 model = Model(gguf, threads=threads, activations=act)
                 kernels = model.info["kernels"]
@@ -305,7 +307,7 @@ def render(results: dict, threads: int) -> str:
             # Rows from before "auto" existed lack the flag; f32 was the default then.
             default = r.get("default", r["activations"] == "f32")
             engine = f"embedq, {r['activations']} activations" + (" (default)" if default
-                                                                   and r["file_type"] == "q8_0" else "")
+                                                                   and r["file_type"] != "f32" else "")
         else:
             engine = f"llama.cpp {r.get('llama_cpp_python', '')}".strip()
         total = r["texts"] + r.get("failed", 0)
@@ -333,7 +335,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=",".join(MODELS), help=f"comma list (default {','.join(MODELS)})")
     p.add_argument("--types", default=",".join(TYPES), help=f"GGUF file types (default {','.join(TYPES)})")
     p.add_argument("--activations", default="f32,int16,int8",
-                   help="activation schemes measured on Q8_0 files (default f32,int16,int8; F32/F16 files use f32)")
+                   help="activation schemes measured (default f32,int16,int8; F32 files use f32 only, int8 applies to Q8_0 only)")
     p.add_argument("--llama-types", default="q8_0",
                    help="file types also measured with llama.cpp on the same file (default q8_0; '' for none)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)

@@ -102,15 +102,17 @@ class Model:
     """An embedding model.
 
     threads: compute threads (default: all cores).
-    activations: how products with Q8_0 weights treat activations (other
-        weight types always use f32). "int16" quantizes each activation row
-        to int16 (error ~2^-16 of its largest value) for exact integer block
-        products; "f32" dequantizes the weights to f32 instead; both cost
-        only the weights' rounding. "auto" (default) is "int16" where the
-        kernel set has VPDPWSSD (AVX-512 VNNI), which makes it faster, and
-        "f32" elsewhere; info["activations"] names the one in use. "int8"
-        quantizes activations to int8 blocks as llama.cpp does (faster on
-        some CPUs, less accurate).
+    activations: how products with weights other than F32 treat activations
+        (F32 weights always use f32). "int16" quantizes each activation row
+        to int16 per block of 32 (error ~2^-16 of the block's largest value)
+        for exact integer block products; Q8_0 weights keep their int8 quants,
+        other types are quantized once at load to 12-bit blocks. "f32"
+        converts the weights to f32 instead; both cost about the weights' own
+        rounding. "auto" (default) is "int16" where the kernel set has
+        VPDPWSSD (AVX-512 VNNI), which makes it faster, and "f32" elsewhere;
+        info["activations"] names the one in use. "int8" quantizes
+        activations to int8 blocks as llama.cpp does, for Q8_0 weights
+        (faster on some CPUs, less accurate).
     max_tokens: override the model's maximum sequence length (tokens incl.
         special tokens); longer texts are truncated.
     batch_tokens: a forward pass holds at most this many tokens; larger

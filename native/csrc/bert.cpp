@@ -35,23 +35,17 @@ struct BertLayer {
   Norm attn_norm, out_norm;
 };
 
-class Bert final : public Encoder {
+class Bert final : public FileEncoder {
  public:
   explicit Bert(const GGUFFile& f);
   void forward(Runtime& rt, const PackedBatch& batch, float* out) override;
   size_t dim() const override { return hidden_; }
   size_t max_positions() const override { return n_pos_; }
   size_t vocab_rows() const override { return n_vocab_; }
-  const std::vector<const TensorView*>& tensors() const override { return reads_; }
 
  private:
-  const TensorView& use(const TensorView& t) {
-    reads_.push_back(&t);
-    return t;
-  }
   Weight weight(const GGUFFile& f, const std::string& name, size_t in, size_t out);
   Norm norm(const GGUFFile& f, const std::string& name);
-  const float* vec(const GGUFFile& f, const std::string& name, size_t n);
 
   size_t hidden_, n_layer_, n_head_, n_ff_, n_pos_, n_vocab_;
   float eps_;
@@ -63,25 +57,16 @@ class Bert final : public Encoder {
   std::vector<float> pad_position_;     // hidden: that row, when the model has one
   Norm embd_norm_;
   std::vector<BertLayer> layers_;
-  std::vector<const TensorView*> reads_;
-  std::vector<std::vector<float>> converted_;  // 1-D tensors stored as F16 in some files
   // Activations, reused across calls.
   std::vector<float> x_, qkv_, ctx_, tmp_, ff_;
 };
-
-const float* Bert::vec(const GGUFFile& f, const std::string& name, size_t n) {
-  const TensorView& t = use(f.tensor(name, (int64_t)n));
-  converted_.emplace_back();
-  return vector_f32(t, converted_.back());
-}
 
 Norm Bert::norm(const GGUFFile& f, const std::string& name) {
   return Norm{vec(f, name + ".weight", hidden_), vec(f, name + ".bias", hidden_)};
 }
 
 Weight Bert::weight(const GGUFFile& f, const std::string& name, size_t in, size_t out) {
-  Weight w;
-  w.t = &use(f.tensor(name + ".weight", (int64_t)in, (int64_t)out));
+  Weight w = matrix(f, name + ".weight", in, out);
   if (f.find_tensor(name + ".bias")) w.bias = vec(f, name + ".bias", out);
   return w;
 }

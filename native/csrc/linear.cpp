@@ -1,9 +1,11 @@
 #include "linear.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "ops.h"
+#include "validate.h"
 
 namespace embedq {
 
@@ -40,6 +42,62 @@ void finish_tile(float* Y, size_t ldy, size_t m, size_t n, const float* bias, Ep
   }
 }
 
+// Quantizes `rows` f32 weight rows of k values per block of 32 to |q| <= kI16WeightMax
+// (quant.h) and lays them out as pack_q8_0_i16 does (kernels.h, kI16Group). Runs once per
+// matrix at load, so plain loops serve.
+void pack_f32_rows_i16(const float* W, size_t rows, size_t k, int16_t* q, float* d) {
+  const size_t nb = k / QK8_0;
+  for (size_t g = 0; g < i16_groups(rows); ++g)
+    for (size_t b = 0; b < nb; ++b) {
+      int16_t* qb = q + (g * nb + b) * kI16Group * QK8_0;
+      float* db = d + (g * nb + b) * kI16Group;
+      for (size_t l = 0; l < kI16Group; ++l) {
+        const size_t row = g * kI16Group + l;
+        const float* x = row < rows ? W + row * k + b * QK8_0 : nullptr;
+        float amax = 0.0f;
+        for (int t = 0; x && t < QK8_0; ++t) amax = std::fmax(amax, std::fabs(x[t]));
+        const bool zero = !(amax >= kI16MinAmax);
+        db[l] = zero ? 0.0f : amax / kI16WeightMax;
+        const float inv = zero ? 0.0f : kI16WeightMax / amax;
+        for (int t = 0; t < QK8_0; ++t) {
+          const float r = zero ? 0.0f : std::nearbyint(x[t] * inv);
+          qb[(t / 2) * 2 * kI16Group + 2 * l + t % 2] = (int16_t)std::fmin(std::fmax(r, -kI16WeightMax), kI16WeightMax);
+        }
+      }
+    }
+}
+
+// Packs a whole matrix for gemm_i16_nt, panel by panel (in parallel): Q8_0 keeps its int8
+// quants and scales exactly; any other type goes through f32 to kI16WeightMax quants.
+// Panels hold a whole number of 16-row groups, so panel p's data starts at p * nq.
+Runtime::PackedI16 pack_i16(Runtime& rt, const TensorView& t) {
+  const size_t K = (size_t)t.ne[0], N = (size_t)t.ne[1];
+  const size_t n_panels = (N + kPanelRows - 1) / kPanelRows;
+  const size_t nq = i16_packed_quants(kPanelRows, K), nd = i16_packed_scales(kPanelRows, K);
+  Runtime::PackedI16 pw;
+  pw.q.resize(n_panels * nq);
+  pw.d.resize(n_panels * nd);
+  rt.pool.parallel_for(n_panels, [&](size_t p, int thread) {
+    const size_t r0 = p * kPanelRows, rn = std::min(kPanelRows, N - r0);
+    if (t.type == DType::Q8_0) {
+      const size_t kb = K / QK8_0;
+      rt.k.pack_q8_0_i16(static_cast<const BlockQ8_0*>(t.data) + r0 * kb, kb, rn, K, pw.q.data() + p * nq,
+                         pw.d.data() + p * nd);
+    } else {
+      float* panel = rt.thread_scratch(thread, kPanelRows * K);
+      for (size_t r = 0; r < rn; ++r) weight_row_to_f32(rt.k, t, r0 + r, panel + r * K);
+      pack_f32_rows_i16(panel, rn, K, pw.q.data() + p * nq, pw.d.data() + p * nd);
+    }
+  });
+  return pw;
+}
+
+const Runtime::PackedI16& packed_i16(Runtime& rt, const TensorView& t) {
+  auto it = rt.packed.find(&t);
+  if (it == rt.packed.end()) it = rt.packed.emplace(&t, pack_i16(rt, t)).first;
+  return it->second;
+}
+
 }  // namespace
 
 void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, float* Y, size_t ldy, Epilogue epi) {
@@ -68,34 +126,21 @@ void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, 
     return;
   }
 
-  if (t.type == DType::Q8_0 && rt.mode == ActivationMode::INT16) {
+  if (t.type != DType::F32 && rt.mode == ActivationMode::INT16) {
     const size_t kb = K / QK8_0;
     rt.i16act.resize(m * K);
     rt.i16scale.resize(m * kb);
     int16_t* qa = rt.i16act.data();
     float* da = rt.i16scale.data();
     rt.pool.parallel_for(m, [&](size_t i, int) { k.quantize_row_i16(X + i * ldx, qa + i * K, da + i * kb, K); });
-    const BlockQ8_0* wq = static_cast<const BlockQ8_0*>(t.data);
-    // The whole matrix is packed once per call (panel by panel, in parallel)
-    // rather than once per token block: packing transposes, and at a few
-    // hundred tokens repeating it would cost as much as the products.
-    // Panels hold a whole number of 16-row groups, so panel p's packed data
-    // starts at p * nq.
+    const Runtime::PackedI16& pw = packed_i16(rt, t);
     const size_t nq = i16_packed_quants(kPanelRows, K), nd = i16_packed_scales(kPanelRows, K);
-    rt.i16w.resize(n_panels * nq);
-    rt.i16wd.resize(n_panels * nd);
-    int16_t* pq = rt.i16w.data();
-    float* pd = rt.i16wd.data();
-    rt.pool.parallel_for(n_panels, [&](size_t p, int) {
-      const size_t r0 = p * kPanelRows;
-      k.pack_q8_0_i16(wq + r0 * kb, kb, std::min(kPanelRows, N - r0), K, pq + p * nq, pd + p * nd);
-    });
     rt.pool.parallel_for(n_panels * n_tblocks, [&](size_t task, int) {
       const size_t tb = task / n_panels, p = task % n_panels;
       const size_t r0 = p * kPanelRows, rn = std::min(kPanelRows, N - r0);
       const size_t i0 = tb * kTokenBlock, in = std::min(kTokenBlock, m - i0);
       float* y = Y + i0 * ldy + r0;
-      k.gemm_i16_nt(qa + i0 * K, K, da + i0 * kb, kb, pq + p * nq, pd + p * nd, y, ldy, in, rn, K);
+      k.gemm_i16_nt(qa + i0 * K, K, da + i0 * kb, kb, pw.q.data() + p * nq, pw.d.data() + p * nd, y, ldy, in, rn, K);
       finish_tile(y, ldy, in, rn, w.bias ? w.bias + r0 : nullptr, epi);
     });
     return;
@@ -117,6 +162,16 @@ void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, 
     k.gemm_f32_nt(X + i0 * ldx, ldx, B, K, y, ldy, in, rn, K);
     finish_tile(y, ldy, in, rn, w.bias ? w.bias + r0 : nullptr, epi);
   });
+}
+
+void prepare_weights(Runtime& rt, const std::vector<const TensorView*>& matrices, bool release_after) {
+  if (rt.mode != ActivationMode::INT16) return;
+  for (const TensorView* t : matrices) {
+    if (t->type == DType::F32) continue;
+    packed_i16(rt, *t);
+    // The packed copy is all the products read from now on.
+    if (release_after) release_pages(t->data, t->nbytes);
+  }
 }
 
 }  // namespace embedq

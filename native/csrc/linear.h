@@ -23,6 +23,12 @@ struct Weight {
 void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, float* Y, size_t ldy,
             Epilogue epi = Epilogue::NONE);
 
+// Prepares the matrices linear() will multiply for the runtime's mode: with int16 activations
+// every non-F32 matrix is packed for gemm_i16_nt here, once, instead of on every call (at batch 1
+// packing would cost as much as the products). `release_after` (a file mapping) gives the
+// file's pages of those matrices back: the packed copy replaces them in resident memory.
+void prepare_weights(Runtime& rt, const std::vector<const TensorView*>& matrices, bool release_after);
+
 // Converts one row of any supported weight type to f32 (embedding lookups).
 void weight_row_to_f32(const Kernels& k, const TensorView& t, size_t row, float* dst);
 // A 1-D tensor (norm weight, bias) as f32; copies into `store` if it is not F32.

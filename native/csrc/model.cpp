@@ -262,6 +262,7 @@ void Model::load() {
   // any of them is refused here rather than found in results. See README
   // ("Bad input") for what this costs at load.
   check_finite(encoder_->tensors(), rt_->pool, file_->mapped());
+  prepare_weights(*rt_, encoder_->matrices(), file_->mapped());
 }
 
 std::vector<int32_t> Model::tokenize(std::string_view text) const {

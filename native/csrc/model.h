@@ -42,6 +42,8 @@ class Encoder {
   virtual size_t vocab_rows() const = 0;  // rows of the token embedding table
   // Every tensor the forward pass reads, for the load-time finiteness scan.
   virtual const std::vector<const TensorView*>& tensors() const = 0;
+  // The weight matrices it passes to linear(), which the runtime prepares at load (prepare_weights).
+  virtual const std::vector<const TensorView*>& matrices() const = 0;
 };
 
 // What the encoders share while loading: every tensor they read is recorded (the finiteness scan
@@ -49,6 +51,7 @@ class Encoder {
 class FileEncoder : public Encoder {
  public:
   const std::vector<const TensorView*>& tensors() const override { return reads_; }
+  const std::vector<const TensorView*>& matrices() const override { return matrices_; }
 
  protected:
   const TensorView& use(const TensorView& t) {
@@ -60,15 +63,16 @@ class FileEncoder : public Encoder {
     converted_.emplace_back();
     return vector_f32(use(f.tensor(name, (int64_t)n)), converted_.back());
   }
-  // A weight matrix of `out` rows of `in` values, no bias.
+  // A weight matrix of `out` rows of `in` values for linear(), no bias.
   Weight matrix(const GGUFFile& f, const std::string& name, size_t in, size_t out) {
     Weight w;
     w.t = &use(f.tensor(name, (int64_t)in, (int64_t)out));
+    matrices_.push_back(w.t);
     return w;
   }
 
  private:
-  std::vector<const TensorView*> reads_;
+  std::vector<const TensorView*> reads_, matrices_;
   std::vector<std::vector<float>> converted_;  // inner buffers stay put when the outer vector grows
 };
 

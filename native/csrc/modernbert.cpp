@@ -57,8 +57,7 @@ class ModernBert final : public FileEncoder {
     return n;
   }
   Weight weight(const GGUFFile& f, const std::string& name, size_t in, size_t out) {
-    Weight w;
-    w.t = &use(f.tensor(name + ".weight", (int64_t)in, (int64_t)out));
+    Weight w = matrix(f, name + ".weight", in, out);
     if (f.find_tensor(name + ".bias")) w.bias = vec(f, name + ".bias", out);
     return w;
   }

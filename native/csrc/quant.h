@@ -110,6 +110,17 @@ static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block must be 210 bytes to match G
 // is under kI16MinAmax quantize to zero (their reciprocal scale would overflow).
 constexpr float kI16Max = 32767.0f;
 constexpr float kI16MinAmax = 1e-30f;
+// Weights of other types than Q8_0 (F16, BF16, the 4-6 bit types) reach the same
+// integer products by being quantized once, at load, per block of 32 to
+// |q| <= kI16WeightMax with an f32 scale: an absolute error of at most 1/4094 of
+// the block's largest weight, about F16's own rounding of that weight and far
+// below any 4-6 bit type's step. The bound is as large as int32 allows: a
+// block's 32 products sum to at most 32 * 32767 * 2047 = 2146369568 < 2^31,
+// so the block sums stay exact. (F32 weights keep the f32 path: they are the
+// exact reference.)
+constexpr float kI16WeightMax = 2047.0f;
+static_assert(32.0 * 32767.0 * 2047.0 <= 2147483647.0 && kI16Max == 32767.0f,
+              "a block of 32 int16 products must not overflow int32");
 
 // What the reader, the validator and the kernels need to know of a type.
 struct DTypeInfo {

@@ -4,6 +4,7 @@
 #pragma once
 #include <chrono>
 #include <cstddef>
+#include <unordered_map>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -11,14 +12,17 @@
 
 namespace embedq {
 
-// How matrix products treat activations when the weights are Q8_0.
+struct TensorView;
+
+// How matrix products treat activations when the weights are not F32.
 //  F32: weights are dequantized panel by panel into f32 and multiplied with f32
 //       activations: only the weight rounding costs accuracy.
 //  INT8: activations are quantized to Q8_0 blocks and the products use integer
 //       dot products, as llama.cpp does: faster on VNNI-less cores, less accurate.
 //  INT16: activations are quantized to int16 per block of 32 (error ~2^-16
-//       of the block's largest value) and multiplied with the weights' int8 quants in
-//       exact integer block sums: the accuracy of F32 at integer speed.
+//       of the block's largest value) and multiplied in exact integer block sums with
+//       the weights packed once at load (Q8_0's int8 quants as they are, other non-F32
+//       types as 12-bit blocks, quant.h): the accuracy of F32 at integer speed.
 //  AUTO (an option, never a runtime's mode): INT16 where the kernel set says
 //       it is faster (Kernels::prefer_i16), F32 elsewhere.
 enum class ActivationMode { F32, INT8, INT16, AUTO };
@@ -55,8 +59,12 @@ struct Runtime {
   std::vector<BlockQ8_0> qact;  // quantized activations, shared
   std::vector<int16_t> i16act;  // int16 activations and their block scales, shared
   std::vector<float> i16scale;
-  std::vector<int16_t> i16w;  // the current weight matrix packed for gemm_i16_nt, and its scales
-  std::vector<float> i16wd;
+  // Weight matrices packed for gemm_i16_nt (linear.cpp), each once for the model's life.
+  struct PackedI16 {
+    std::vector<int16_t> q;
+    std::vector<float> d;
+  };
+  std::unordered_map<const TensorView*, PackedI16> packed;
   float* thread_scratch(int thread, size_t n);
 };
 

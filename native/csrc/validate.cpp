@@ -157,8 +157,6 @@ void check_finite(const TensorView& t) {
   if (i >= 0) throw_nonfinite(t, (uint64_t)i);
 }
 
-namespace {
-
 void release_pages(const void* data, uint64_t nbytes) {
 #if defined(__unix__) || defined(__APPLE__)
   const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
@@ -170,8 +168,6 @@ void release_pages(const void* data, uint64_t nbytes) {
   (void)nbytes;
 #endif
 }
-
-}  // namespace
 
 void check_finite(const std::vector<const TensorView*>& tensors, ThreadPool& pool, bool release_after) {
   // Pieces of 1M elements (a multiple of every block size): enough of them to

@@ -55,5 +55,8 @@ int64_t first_nonfinite(const TensorView& t, uint64_t begin, uint64_t end);
 // With `release_after`, the pages of a file mapping the scan read are handed back afterwards.
 void check_finite(const std::vector<const TensorView*>& tensors, ThreadPool& pool, bool release_after = false);
 void check_finite(const TensorView& t);
+// Drops this process's mapping of the whole pages inside [data, data + nbytes) of a file mapping:
+// resident memory shrinks, the pages stay in the page cache, and a later read faults them back in.
+void release_pages(const void* data, uint64_t nbytes);
 
 }  // namespace embedq

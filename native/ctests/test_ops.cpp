@@ -4,12 +4,15 @@
 // direct double-precision reference.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "attention.h"
 #include "check.h"
+#include "gguf.h"
 #include "kernels/kernels.h"
+#include "linear.h"
 #include "ops.h"
 
 using namespace embedq;
@@ -67,9 +70,130 @@ void test_attention(const Kernels& kern, bool causal, size_t window) {
   CHECK_MSG(err < 1e-5, "attention (%s, causal=%d, window=%zu) err=%g", kern.name, causal, window, err);
 }
 
+
+// Random bytes of `rows` rows of k elements of a block type whose fp16 scales (the first
+// info.n_scales offsets) are set to small finite values, so every element is finite.
+std::vector<uint8_t> random_weights(DType type, size_t rows, size_t k, std::mt19937& rng) {
+  const DTypeInfo& info = *dtype_info((uint32_t)type);
+  std::vector<uint8_t> buf(rows * k / info.block_elems * info.block_bytes);
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  if (type == DType::F16 || type == DType::BF16) {
+    for (size_t i = 0; i < buf.size() / 2; ++i) {
+      const float x = dist(rng) * (i % 97 == 0 ? 40.0f : 1.0f);  // a few outliers per row
+      uint32_t bits;
+      std::memcpy(&bits, &x, 4);
+      const uint16_t h = type == DType::F16 ? fp32_to_fp16(x) : (uint16_t)(bits >> 16);
+      std::memcpy(&buf[2 * i], &h, 2);
+    }
+    return buf;
+  }
+  for (uint8_t& b : buf) b = (uint8_t)rng();
+  for (size_t blk = 0; blk < buf.size() / info.block_bytes; ++blk)
+    for (size_t s = 0; s < info.n_scales; ++s) {
+      const uint16_t h = fp32_to_fp16(std::fabs(dist(rng)) * 0.05f + 1e-4f);
+      std::memcpy(&buf[blk * info.block_bytes + info.scale_offset[s]], &h, 2);
+    }
+  return buf;
+}
+
+// linear() with int16 activations on every non-F32 weight type: Q8_0 exactly (its int8
+// quants), the others through load-time 12-bit blocks (quant.h, kI16WeightMax). Against a
+// double-precision product of the activations with the dequantized weights, each output's error
+// must stay inside the bound those roundings imply: per block of 32, max|w|/4094 * sum|x| for the
+// weights (0 for Q8_0) plus max|x|/65534 * sum|w| for the activations, plus f32 summation.
+// Odd row counts (partial 16-row groups and 32-row panels), m across the 64-token blocks.
+void test_linear_int16(const Kernels& kern, DType type, size_t k, size_t n, size_t m) {
+  std::mt19937 rng((unsigned)type * 131 + (unsigned)k + (unsigned)n);
+  std::vector<uint8_t> wbuf = random_weights(type, n, k, rng);
+  TensorView t;
+  t.name = "w";
+  t.type = type;
+  t.n_dims = 2;
+  t.ne[0] = (int64_t)k;
+  t.ne[1] = (int64_t)n;
+  t.data = wbuf.data();
+  t.nbytes = wbuf.size();
+  std::vector<float> W(n * k);
+  for (size_t r = 0; r < n; ++r) weight_row_to_f32(kernels_scalar(), t, r, W.data() + r * k);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  const size_t ldx = k + 5, ldy = n + 3;
+  std::vector<float> X(m * ldx), Y(m * ldy, 0.0f), Y2(m * ldy, 0.0f);
+  for (float& x : X) x = dist(rng);
+  Runtime rt(3, ActivationMode::INT16, kern);
+  prepare_weights(rt, {&t}, false);
+  CHECK_MSG(rt.packed.count(&t) == 1, "%s: prepare_weights packs the matrix", dtype_name((uint32_t)type));
+  Weight w;
+  w.t = &t;
+  linear(rt, X.data(), ldx, m, w, Y.data(), ldy);
+  linear(rt, X.data(), ldx, m, w, Y2.data(), ldy);
+  CHECK_MSG(Y == Y2 && rt.packed.size() == 1, "%s: the packed copy is reused", dtype_name((uint32_t)type));
+  const bool exact_weights = type == DType::Q8_0;
+  int bad = 0;
+  for (size_t i = 0; i < m; ++i)
+    for (size_t j = 0; j < n; ++j) {
+      double ref = 0, bound = 0, mag = 0;
+      for (size_t b = 0; b < k / 32; ++b) {
+        double xa = 0, wa = 0, xs = 0, ws = 0;
+        for (size_t c = b * 32; c < b * 32 + 32; ++c) {
+          const double x = X[i * ldx + c], wv = W[j * k + c];
+          ref += x * wv;
+          mag += std::fabs(x * wv);
+          xa = std::fmax(xa, std::fabs(x)), wa = std::fmax(wa, std::fabs(wv));
+          xs += std::fabs(x), ws += std::fabs(wv);
+        }
+        bound += (exact_weights ? 0.0 : wa / 4094.0 * xs) + xa / 65534.0 * ws;
+      }
+      bound = bound * 1.01 + 1e-5 * mag + 1e-30;
+      if (std::fabs(Y[i * ldy + j] - ref) > bound && bad++ < 3)
+        std::printf("  %s %s m=%zu n=%zu k=%zu: y[%zu,%zu]=%.8g ref %.8g bound %.3g\n", kern.name,
+                    dtype_name((uint32_t)type), m, n, k, i, j, Y[i * ldy + j], ref, bound);
+    }
+  CHECK_MSG(bad == 0, "%s %s: %d outputs outside the bound", kern.name, dtype_name((uint32_t)type), bad);
+}
+
+// The largest block sums there can be: every weight quant at +-kI16WeightMax and every activation
+// quant at +-kI16Max with matching signs sum to 32 * 32767 * 2047 per block, one step under int32's
+// limit; a wider weight range or an accumulation across blocks would wrap around.
+void test_linear_int16_extremes(const Kernels& kern) {
+  const size_t k = 64, n = 17, m = 3;
+  std::vector<uint16_t> wbits(n * k);
+  for (size_t i = 0; i < wbits.size(); ++i) wbits[i] = fp32_to_fp16((i / k) % 2 ? -0.75f : 0.75f);
+  TensorView t;
+  t.name = "w";
+  t.type = DType::F16;
+  t.n_dims = 2;
+  t.ne[0] = (int64_t)k;
+  t.ne[1] = (int64_t)n;
+  t.data = wbits.data();
+  t.nbytes = wbits.size() * 2;
+  std::vector<float> X(m * k), Y(m * n);
+  for (size_t i = 0; i < X.size(); ++i) X[i] = (i / k) == 1 ? -1e3f : 1e3f;
+  Runtime rt(2, ActivationMode::INT16, kern);
+  Weight w;
+  w.t = &t;
+  linear(rt, X.data(), k, m, w, Y.data(), n);
+  bool ok = true;
+  for (size_t i = 0; i < m; ++i)
+    for (size_t j = 0; j < n; ++j) {
+      const double ref = (double)k * 750.0 * ((i == 1) != (j % 2 == 1) ? -1.0 : 1.0);
+      ok = ok && std::fabs(Y[i * n + j] - ref) <= 1e-5 * std::fabs(ref);
+    }
+  CHECK_MSG(ok, "%s: extreme block sums stay exact", kern.name);
+}
+
 }  // namespace
 
 int main() {
+  size_t n_sets = 0;
+  const char* const* sets = kernels_available(&n_sets);
+  for (size_t s = 0; s < n_sets; ++s)
+    for (DType type : {DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q5_1, DType::Q4_K, DType::Q6_K}) {
+      const size_t k = dtype_block_elems(type) == 256 ? 512 : 96;
+      test_linear_int16(*kernels_by_name(sets[s]), type, k, 37, 5);
+      test_linear_int16(*kernels_by_name(sets[s]), type, k, 16, 70);
+    }
+  for (size_t s = 0; s < n_sets; ++s) test_linear_int16_extremes(*kernels_by_name(sets[s]));
+
   for (const Kernels* kern : {&kernels_scalar(), &kernels_best()})
     for (bool causal : {false, true})
       for (size_t window : {(size_t)0, (size_t)9}) test_attention(*kern, causal, window);

@@ -78,12 +78,24 @@ def test_f32_matches_sentence_transformers(f32_model, corpus, st_minilm_vectors,
     assert_published(published, f32_model, ours, reference, "f32")
 
 
-def test_f16_matches_sentence_transformers(minilm_gguf_f16, corpus, st_minilm_vectors, reference, published):
-    model = Model(minilm_gguf_f16, threads=2)
+@pytest.mark.parametrize("activations", ["f32", "int16"])
+def test_f16_matches_sentence_transformers(minilm_gguf_f16, corpus, st_minilm_vectors, reference, published,
+                                           activations):
+    model = Model(minilm_gguf_f16, threads=2, activations=activations)
     ours = model.embed(corpus)
     cos = cosines(ours, st_minilm_vectors)
     assert cos.min() >= 0.9999, f"min cosine {cos.min():.7f}"
-    assert_published(published, model, ours, reference, "f16")
+    assert_published(published, model, ours, reference, "f16", activations)
+
+
+def test_f16_weights_on_int16_products_keep_f32_accuracy(minilm_gguf_f16, corpus):
+    # With int16 activations, F16 weights are quantized once at load to 12-bit blocks
+    # (quant.h, kI16WeightMax): an error of at most 1/4094 of a block's largest weight, which
+    # must leave the vectors those of the exact f32 path.
+    f32 = Model(minilm_gguf_f16, threads=2, activations="f32").embed(corpus)
+    i16 = Model(minilm_gguf_f16, threads=2, activations="int16").embed(corpus)
+    between = cosines(i16, f32)
+    assert between.min() >= 0.99999, f"int16 vs f32 on F16 weights: min cosine {between.min():.8f}"
 
 
 @pytest.mark.parametrize("activations,min_cos,median_cos",
