@@ -318,7 +318,9 @@ def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_siz
     if reference:
         setup += (" Accuracy columns: cosine to sentence-transformers (F32, torch) on the multilingual corpus "
                   f"({len(reference['texts'])} texts), each engine in batches of 32.")
-    md = render_markdown(f"Runtime: {name} ({corpus} texts)", setup, runs, tokens_per_text)
+    kernels = next((r["meta"]["kernels"] for r in runs if r["engine"] == "embedq"), "avx512vnni")
+    other_isa = "" if kernels == "avx512vnni" else f", {kernels} kernels"
+    md = render_markdown(f"Runtime: {name} ({corpus} texts{other_isa})", setup, runs, tokens_per_text)
     from native import _native
 
     peaks = _native.measure_peaks(threads, 0.3)
@@ -331,9 +333,12 @@ def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_siz
         md += f"\n{command}\n"
     print(md)
     if output:
-        png, link = report.plot_path(output, f"bench-runtime-{name}-{corpus}.png")
-        plot(runs, png, f"{name}, {corpus} texts, {threads} threads")
-        report.replace_section(output, f"runtime-{name}-{corpus}", md + f"\n![throughput and latency]({link})\n")
+        # A run on another kernel set than AVX-512 VNNI (another CPU, or EMBEDQ_KERNELS forcing one) gets
+        # sections of its own beside the VNNI ones instead of replacing them.
+        key = f"{name}-{corpus}" + ("" if kernels == "avx512vnni" else f"-{kernels}")
+        png, link = report.plot_path(output, f"bench-runtime-{key}.png")
+        plot(runs, png, f"{name}, {corpus} texts, {threads} threads, {kernels} kernels")
+        report.replace_section(output, f"runtime-{key}", md + f"\n![throughput and latency]({link})\n")
         print(f"wrote {output} and {png}")
     return runs
 
