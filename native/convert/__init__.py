@@ -96,7 +96,8 @@ def _choose_types(tensors: list[TensorPlan], out_type: str, keep_f32: Sequence[s
     # Same exclusions as llama.cpp: vectors, norms and biases stay F32, and so
     # do the small position / token-type tables it never quantizes.
     matrices = [t for t in tensors if len(t.shape) >= 2 and t.name.endswith(".weight")
-                and not t.name.endswith("_norm.weight") and t.name not in ("position_embd.weight", "token_types.weight")]
+                and not t.name.endswith("_norm.weight")
+                and t.name not in ("position_embd.weight", "token_types.weight")]
     for t in tensors:
         t.qtype = QT.F32
     if out_type in K_RECIPES:

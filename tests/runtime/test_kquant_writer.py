@@ -124,8 +124,8 @@ def test_types_and_weights_against_llama_cpp(recipe, ours, theirs, minilm_gguf):
     general.file_type, and every quantized matrix at least as close to F32 as llama.cpp's."""
     our_types, their_types = matrix_types(ours[recipe]), matrix_types(theirs[recipe])
     assert our_types == their_types
-    ftype = {p: gguf.GGUFReader(str(p)).fields["general.file_type"].parts[-1][0] for p in (ours[recipe], theirs[recipe])}
-    assert ftype[ours[recipe]] == ftype[theirs[recipe]] == int(conv._FILE_TYPES[recipe])
+    ftype = [gguf.GGUFReader(str(p)).fields["general.file_type"].parts[-1][0] for p in (ours[recipe], theirs[recipe])]
+    assert ftype[0] == ftype[1] == int(conv._FILE_TYPES[recipe])
 
     # Q8_0 we write bit for bit as ggml does (test_convert); F32/F16 are not quantized.
     names = {name for name, t in our_types.items() if t not in ("F32", "F16", "Q8_0")}
@@ -161,7 +161,8 @@ def test_llama_cpp_runs_our_file_with_our_vectors(recipe, ours, corpus, st_minil
     pytest.importorskip("llama_cpp")
     from test_quant_types import llama_embed
 
-    texts = [t for t in corpus if t.strip() and len(st_minilm.tokenize([t])["input_ids"][0]) <= 256][:40]
+    # Texts of at most 64 tokens: llama.cpp embeds one text per call, and CI time is short.
+    texts = [t for t in corpus if t.strip() and len(st_minilm.tokenize([t])["input_ids"][0]) <= 64][:40]
     model = Model(ours[recipe], threads=2)
     their_vec, their_ids = llama_embed(ours[recipe], texts)
     same = np.array([model.tokenize(t) == ids for t, ids in zip(texts, their_ids)])
@@ -246,3 +247,19 @@ def test_other_architectures_get_llama_cpps_types(arch, wide_models, tmp_path):
         assert ours == theirs, recipe
         held = set(ours.values())
         assert {"Q6_K", recipe[:2].upper() + "_K"} <= held
+
+
+def test_pull_and_list_know_the_recipes(minilm_dir, tmp_path, monkeypatch, capsys):
+    from embedq.cli import main
+    from native import hub
+
+    monkeypatch.setenv("EMBEDQ_HOME", str(tmp_path))
+    monkeypatch.setattr(hub, "fetch", lambda name, progress=True, home=None: minilm_dir)
+    assert main(["models", "pull", "all-MiniLM-L6-v2", "--type", "q4_k_m", "--no-progress"]) == 0
+    path = capsys.readouterr().out.splitlines()[-1]
+    assert path == str(hub.gguf_path("all-MiniLM-L6-v2", "q4_k_m", tmp_path))
+    assert {"Q4_K", "Q5_0", "Q6_K", "Q8_0"} <= set(matrix_types(path).values())
+    assert main(["models", "list"]) == 0
+    assert "types cached: q4_k_m" in capsys.readouterr().out
+    with pytest.raises(hub.HubError, match="q4_k_m, q5_k_m, q6_k"):
+        hub.pull("all-MiniLM-L6-v2", "q4_k_s", progress=False)
