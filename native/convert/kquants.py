@@ -11,8 +11,12 @@ How the scales are found, for every (sub-)block at once:
    the squared error of the weights is what we minimise.
 2. The K types then store the sub-block scales as small integers times one fp16 super-block
    scale. After rounding them we refit the super-block scale(s) by least squares with the
-   levels and integer scales fixed, re-round the levels, and keep whichever of the two
-   encodings reconstructs the super-block better.
+   levels and integer scales fixed and re-round the levels (Q4_K / Q5_K also alternate this
+   with a refit of each sub-block's scale and min), keeping a new encoding of a super-block
+   only where it reconstructs it better.
+On real weights (MiniLM, EmbeddingGemma) every matrix ends up closer to F32 than llama.cpp's
+quantizer gets it (tests/runtime/test_kquant_writer.py); EmbeddingGemma's q4_k_m takes under a
+minute on two cores.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def _fp16(x: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         h = np.asarray(x, dtype=np.float32).astype(np.float16)
     if not np.isfinite(h).all():
-        raise ConversionError("a block scale overflows fp16: the tensor holds values beyond about 6.5e4 * levels")
+        raise ConversionError("a block scale overflows fp16: the tensor holds values too large for this type")
     return h.astype(np.float32)
 
 
