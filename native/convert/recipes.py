@@ -40,6 +40,11 @@ def _layer(name: str) -> int:
     return int(m.group(1)) if m else -1
 
 
+def _is_attn_v(name: str) -> bool:
+    # llama.cpp gives fused QKV (and DeepSeek's KV projection) the attn_v rule.
+    return any(k in name for k in ("attn_v.weight", "attn_qkv.weight", "attn_kv_b.weight"))
+
+
 def _block_elems(qtype: QT) -> int:
     return gguf.GGML_QUANT_SIZES[qtype][0]
 
@@ -56,7 +61,7 @@ def k_recipe_types(recipe: str, names: Sequence[str], rows: Sequence[int], n_lay
     base = K_RECIPES[recipe][0]
     has_output = "output.weight" in names
     order = sorted(range(len(names)), key=lambda i: (_layer(names[i]), names[i]))
-    n_attn_v = sum(1 for nm in names if "attn_v.weight" in nm or "attn_qkv.weight" in nm)
+    n_attn_v = sum(1 for nm in names if _is_attn_v(nm))
     i_attn_v = i_ffn_down = 0
     out: list[QT] = [base] * len(names)
     for i in order:
@@ -67,7 +72,7 @@ def k_recipe_types(recipe: str, names: Sequence[str], rows: Sequence[int], n_lay
             continue
         if name == "token_embd.weight":
             pass  # a separate output matrix exists: the embedding keeps the base type
-        elif "attn_qkv.weight" in name or "attn_v.weight" in name:
+        elif _is_attn_v(name):
             if recipe in ("q4_k_m", "q5_k_m") and _more_bits(i_attn_v, n_attn_v):
                 qtype = QT.Q6_K
             i_attn_v += 1
