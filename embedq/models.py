@@ -27,7 +27,8 @@ def _register_convert(subparsers) -> None:
     p.add_argument("model_dir", help="sentence-transformers model folder (config.json, model.safetensors, ...)")
     p.add_argument("out", help="output .gguf path")
     p.add_argument("--type", dest="out_type", default="f32", metavar="TYPE",
-                   help="type of 2-D weights (default f32); norms, biases and vectors stay f32")
+                   help="type of 2-D weights: f32 (default), f16, q8_0, or llama.cpp's mixed recipes q4_k_m, "
+                        "q5_k_m, q6_k; norms, biases and vectors stay f32")
     p.add_argument("--keep", action="append", default=[], metavar="TENSOR_GLOB=f32|f16",
                    help="store tensors whose GGUF name matches the glob at this type "
                         "(e.g. --keep 'token_embd.weight=f16'); repeatable")
@@ -61,7 +62,7 @@ def _register_models(subparsers) -> None:
     pull = sub.add_parser("pull", help="fetch + convert a known model; prints the GGUF path last")
     pull.add_argument("name", help="model name, e.g. all-MiniLM-L6-v2 or embeddinggemma-300m[:q8_0]")
     pull.add_argument("--type", dest="out_type", default=None, metavar="TYPE",
-                      help="weight type (default f32, or the :suffix of NAME)")
+                      help="weight type: f32, f16, q8_0, q4_k_m, q5_k_m or q6_k (default f32, or the :suffix of NAME)")
     pull.add_argument("--no-progress", action="store_true", help="hide progress bars")
     pull.set_defaults(func=_cmd_models_pull)
 

@@ -367,10 +367,12 @@ def resolve(path_or_name: str | os.PathLike, out_type: str | None = None, progre
         return p
     if p.is_dir():
         raise HubError(f"{p} is a folder; convert it first: embedq convert {p} OUT.gguf")
+    from .convert import OUT_TYPES
+
     name, kind = split_name(str(path_or_name))
     if name not in MODELS:
         raise HubError(f"{path_or_name!r} is neither an existing file nor a known model "
-                       f"({', '.join(MODELS)}; optionally with :f32, :f16 or :q8_0)")
+                       f"({', '.join(MODELS)}; optionally with :TYPE, one of {', '.join(OUT_TYPES)})")
     return pull(name, kind or out_type or "f32", progress=progress)
 
 

@@ -35,6 +35,7 @@ from .common import (
 from .gemma import build_gemma_embedding
 from .modernbert import build_modernbert
 from .quantize import Q8_0_BLOCK, QTYPES, encode, quantize_q8_0, tensor_nbytes
+from .recipes import K_RECIPES, k_recipe_types
 from .qwen3 import build_qwen3
 from .xlmr import build_xlm_roberta
 
@@ -47,11 +48,14 @@ __all__ = [
 ]
 
 
-OUT_TYPES = tuple(QTYPES)  # the weight types a converted file can have
+# The weight types a converted file can have: one type for all matrices, or one of llama.cpp's
+# mixed K recipes (per-tensor types chosen as llama.cpp chooses them).
+OUT_TYPES = (*QTYPES, *K_RECIPES)
 _FILE_TYPES = {
     "f32": gguf.LlamaFileType.ALL_F32,
     "f16": gguf.LlamaFileType.MOSTLY_F16,
     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+    **{recipe: ftype for recipe, (_, ftype) in K_RECIPES.items()},
 }
 
 
@@ -89,15 +93,20 @@ def parse_keep(specs: Iterable[str]) -> tuple[list[str], list[str]]:
 
 def _choose_types(tensors: list[TensorPlan], out_type: str, keep_f32: Sequence[str], keep_f16: Sequence[str]) -> None:
     used = {p: False for p in [*keep_f32, *keep_f16]}
+    # Same exclusions as llama.cpp: vectors, norms and biases stay F32, and so
+    # do the small position / token-type tables it never quantizes.
+    matrices = [t for t in tensors if len(t.shape) >= 2 and t.name.endswith(".weight")
+                and not t.name.endswith("_norm.weight")
+                and t.name not in ("position_embd.weight", "token_types.weight")]
     for t in tensors:
-        is_matrix = len(t.shape) >= 2
-        # Same exclusions as llama.cpp: vectors, norms and biases stay F32, and so
-        # do the small position / token-type tables it never quantizes.
-        if (not is_matrix or not t.name.endswith(".weight") or t.name.endswith("_norm.weight")
-                or t.name in ("position_embd.weight", "token_types.weight")):
-            t.qtype = QT.F32
-            continue
-        t.qtype = QTYPES[out_type]
+        t.qtype = QT.F32
+    if out_type in K_RECIPES:
+        n_layer = 1 + max((int(t.name.split(".")[1]) for t in tensors if t.name.startswith("blk.")), default=-1)
+        chosen = k_recipe_types(out_type, [t.name for t in matrices], [t.shape[-1] for t in matrices], n_layer)
+    else:
+        chosen = [QTYPES[out_type]] * len(matrices)
+    for t, qtype in zip(matrices, chosen):
+        t.qtype = qtype
         for pattern in keep_f32:
             if fnmatch.fnmatchcase(t.name, pattern):
                 t.qtype, used[pattern] = QT.F32, True
@@ -138,8 +147,10 @@ def convert(model_dir: str | os.PathLike, out_path: str | os.PathLike, out_type:
             name: str | None = None, source_hash: bool = True) -> Path:
     """Write ``out_path`` (GGUF) from a sentence-transformers folder.
 
-    out_type: "f32", "f16" (2-D weights in F16) or "q8_0" (2-D weights whose rows
-    split into 32-value blocks in Q8_0). Vectors, norms and biases always stay F32.
+    out_type: "f32", "f16" (2-D weights in F16), "q8_0" (2-D weights whose rows
+    split into 32-value blocks in Q8_0), or one of llama.cpp's mixed recipes "q4_k_m",
+    "q5_k_m", "q6_k" (per-tensor types as llama.cpp's quantizer picks them, see recipes).
+    Vectors, norms and biases always stay F32.
     keep_f32 / keep_f16: fnmatch globs over GGUF tensor names (e.g.
     "token_embd.weight", "blk.*.ffn_down.weight") forced to that type.
     The file appears atomically: it is written beside the target and renamed.
@@ -184,13 +195,22 @@ def convert(model_dir: str | os.PathLike, out_path: str | os.PathLike, out_type:
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        bar = tqdm(model.tensors, desc=f"convert {out_type}", unit="tensor", disable=not progress)
-        for t in bar:
-            bar.set_postfix_str(t.name, refresh=False)
-            data = t.load()
-            if tuple(data.shape) != tuple(t.shape):
-                raise ConversionError(f"{t.name}: expected shape {t.shape}, read {data.shape}")
-            writer.write_tensor_data(encode(data, t.qtype))
+        # Counted in weights, not tensors: a K type takes seconds on one large matrix.
+        total = sum(int(np.prod(t.shape, dtype=np.int64)) for t in model.tensors)
+        with tqdm(total=total, desc=f"convert {out_type}", unit="w", unit_scale=True, disable=not progress) as bar:
+            for t in model.tensors:
+                bar.set_postfix_str(t.name, refresh=False)
+                data = t.load()
+                if tuple(data.shape) != tuple(t.shape):
+                    raise ConversionError(f"{t.name}: expected shape {t.shape}, read {data.shape}")
+                size, cols, done = data.size, t.shape[-1], [0]
+
+                def advance(rows, cols=cols, done=done):
+                    done[0] += rows * cols
+                    bar.update(rows * cols)
+
+                writer.write_tensor_data(encode(data, t.qtype, on_rows=advance))
+                bar.update(size - done[0])
         writer.close()
         os.replace(tmp, out_path)
     except BaseException:

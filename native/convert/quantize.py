@@ -1,5 +1,6 @@
 """Tensor encodings for the GGUF writer: F32, F16 and Q8_0 (ggml's block of 32 int8 with an fp16
-scale), rounded the way ggml rounds so our files match llama.cpp's byte for byte."""
+scale), rounded the way ggml rounds so our files match llama.cpp's byte for byte; and the types
+of llama.cpp's K recipes (kquants: Q4_K, Q5_K, Q6_K and the fallbacks Q5_0, Q5_1)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from gguf import GGMLQuantizationType as QT
 
+from . import kquants
 from .common import ConversionError
 
 QTYPES = {"f32": QT.F32, "f16": QT.F16, "q8_0": QT.Q8_0}
@@ -61,12 +63,17 @@ def tensor_nbytes(shape: Sequence[int], qtype: QT) -> int:
         return 2 * n
     if qtype == QT.Q8_0:
         return n // Q8_0_BLOCK * _Q8_0_BYTES
+    if qtype.name in kquants.BLOCK_BYTES:
+        return n // kquants.BLOCK_ELEMS[qtype.name] * kquants.BLOCK_BYTES[qtype.name]
     raise AssertionError(qtype)
 
 
-def encode(data: np.ndarray, qtype: QT) -> np.ndarray:
+def encode(data: np.ndarray, qtype: QT, on_rows=None) -> np.ndarray:
+    """`data` in `qtype`'s bytes; on_rows(n) reports progress of the slow (K) types in rows."""
     if qtype == QT.F32:
         return np.ascontiguousarray(data, dtype=np.float32)
     if qtype == QT.F16:
         return np.ascontiguousarray(data, dtype=np.float16)
-    return quantize_q8_0(data)
+    if qtype == QT.Q8_0:
+        return quantize_q8_0(data)
+    return kquants.quantize_rows(data, qtype.name, on_rows=on_rows)

@@ -259,11 +259,11 @@ def test_failed_conversion_leaves_no_file(minilm_dir, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = quantize.encode
 
-    def failing(data, qtype):
+    def failing(data, qtype, **kw):
         calls["n"] += 1
         if calls["n"] == 20:
             raise RuntimeError("disk full (simulated)")
-        return real(data, qtype)
+        return real(data, qtype, **kw)
 
     monkeypatch.setattr(conv, "encode", failing)  # the name convert() writes with
     with pytest.raises(RuntimeError, match="simulated"):
