@@ -89,22 +89,53 @@ def _speed(engine: str, path: Path, threads: int, texts: list[str], max_seconds:
     if r is None:
         return None
     by_bs = {x["batch_size"]: x["texts_per_s"] for x in r["results"]}
-    return {"b32": by_bs[32], "b1": by_bs[1]}
+    return {"b32": by_bs[32], "b1": by_bs[1], "rss": r["peak_rss_mb"]}
 
 
 def best_speed(runs: list[dict | None]) -> dict | None:
-    """Per batch size, the fastest of the rounds that ran."""
+    """Per batch size, the fastest of the rounds that ran; the smallest peak resident memory."""
     runs = [r for r in runs if r]
-    return {k: max(r[k] for r in runs) for k in ("b32", "b1")} if runs else None
+    if not runs:
+        return None
+    return {**{k: max(r[k] for r in runs) for k in ("b32", "b1")}, "rss": min(r["rss"] for r in runs)}
+
+
+def _measure_file(recipe: str, maker: str, path: Path, texts: list[str], reference: np.ndarray, fast: list[str],
+                  threads: int, max_seconds: float, rounds: int) -> dict:
+    from tqdm import tqdm
+
+    from native import Model
+
+    from .accuracy import embed, figures, llama_cpp_run
+
+    m = Model(path, threads=threads)
+    row = {"recipe": recipe, "maker": maker, "mb": path.stat().st_size / 1e6, "types": tensor_types(path)}
+    row["embedq"] = {**figures(embed(m, texts, 16, f"embedq {recipe} ({maker}'s file)"), reference)}
+    got = llama_cpp_run(path, texts, reference.shape[1], m.max_tokens, threads)
+    if got is not None:
+        vec, _, version = got
+        ok = ~np.isnan(vec).any(axis=1)
+        row["llama.cpp"] = {**figures(vec[ok], reference[ok]), "failed": int((~ok).sum()), "version": version}
+    del m
+    engines = [e for e in ("embedq", "llama.cpp") if e in row]
+    speeds = {e: [] for e in engines}
+    for _ in range(rounds):
+        for e in engines:
+            speeds[e].append(_speed(e, path, threads, fast, max_seconds))
+    for e in engines:
+        row[e]["speed"] = best_speed(speeds[e])
+    tqdm.write(f"  {recipe} ({maker}'s file): " + "; ".join(
+        f"{e} min {row[e]['min_cos']:.5f} median {row[e]['median_cos']:.6f}" for e in engines))
+    return row
 
 
 def measure(model: str, recipes: list[str], threads: int, n_speed: int, max_seconds: float,
             rounds: int) -> list[dict]:
     from tqdm import tqdm
 
-    from native import Model, hub
+    from native import hub
+    from native.convert import OUT_TYPES
 
-    from .accuracy import embed, figures, llama_cpp_run
     from .corpus import load_corpus
     from .references import st_vectors
     from .runtime import load_corpus as speed_corpus
@@ -115,28 +146,19 @@ def measure(model: str, recipes: list[str], threads: int, n_speed: int, max_seco
     fast = speed_corpus("short", n_speed)
     rows = []
     for recipe in tqdm(recipes, desc="recipes", unit="file"):
-        path = llama_cpp_quantize(src, recipe, threads)
-        m = Model(path, threads=threads)
-        row = {"recipe": recipe, "mb": path.stat().st_size / 1e6, "types": tensor_types(path)}
-        row["embedq"] = {**figures(embed(m, texts, 16, f"embedq {recipe}"), reference)}
-        got = llama_cpp_run(path, texts, reference.shape[1], m.max_tokens, threads)
-        if got is not None:
-            vec, _, version = got
-            ok = ~np.isnan(vec).any(axis=1)
-            row["llama.cpp"] = {**figures(vec[ok], reference[ok]), "failed": int((~ok).sum()), "version": version}
-        del m
-        engines = [e for e in ("embedq", "llama.cpp") if e in row]
-        speeds = {e: [] for e in engines}
-        for _ in range(rounds):
-            for e in engines:
-                speeds[e].append(_speed(e, path, threads, fast, max_seconds))
-        for e in engines:
-            row[e]["speed"] = best_speed(speeds[e])
-        rows.append(row)
-        tqdm.write(f"  {recipe}: " + "; ".join(
-            f"{e} min {row[e]['min_cos']:.5f} median {row[e]['median_cos']:.6f}" for e in ("embedq", "llama.cpp")
-            if e in row))
+        # The recipes `embedq convert` also writes get a second row: our own file of the recipe.
+        files = [("llama.cpp", llama_cpp_quantize(src, recipe, threads))]
+        if recipe.lower() in OUT_TYPES:
+            files.append(("embedq", hub.pull(model, recipe.lower(), progress=False)))
+        for maker, path in files:
+            rows.append(_measure_file(recipe, maker, path, texts, reference, fast, threads, max_seconds, rounds))
     return rows
+
+
+def _kernels() -> str:
+    import native
+
+    return native.kernel_sets()[-1]
 
 
 def render(model: str, rows: list[dict], threads: int, n_texts: int, n_speed: int, rounds: int,
@@ -144,17 +166,18 @@ def render(model: str, rows: list[dict], threads: int, n_texts: int, n_speed: in
     lines = [
         f"## llama.cpp's quantized files: {model}",
         "",
-        f"Each file made by llama.cpp's own quantizer (`llama_model_quantize`) from our F32 GGUF, then run by "
+        f"Each file made by llama.cpp's own quantizer (`llama_model_quantize`) from our F32 GGUF, and for the "
+        f"recipes `embedq convert --type` writes (q4_k_m, q5_k_m, q6_k) our own file too, then run by "
         f"embedq and by llama.cpp (llama-cpp-python, mean pooling, `Llama.embed(truncate=True)`, n_ctx = the "
         f"model's maximum) on the same file. Cosine: each of {n_texts} texts of the multilingual corpus against "
         f"sentence-transformers with F32 weights. Speed: {n_speed} short English texts, {threads} threads, "
-        f"texts/s at batch 32 and batch 1, the best of {rounds} rounds alternating the engines (the machine "
+        f"texts/s at batch 32 and batch 1 and the peak resident memory of the measuring process, the best of {rounds} rounds alternating the engines (the machine "
         f"is shared, so expect noise; compare engines within a row). "
         f"A recipe falls back to a legacy type for rows that are not whole 256-element super-blocks, so each "
         f"file mixes types (listed per file below the table).",
         "",
-        "| recipe | MB | engine | min cos | median cos | texts < 0.999 | texts/s b32 | texts/s b1 |",
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "| recipe | file by | MB | engine | min cos | median cos | texts < 0.999 | texts/s b32 | texts/s b1 | peak RSS MB |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         for engine in ("embedq", "llama.cpp"):
@@ -162,16 +185,18 @@ def render(model: str, rows: list[dict], threads: int, n_texts: int, n_speed: in
             if e is None:
                 continue
             s = e.get("speed") or {}
-            speed = [f"{s[k]:.1f}" if k in s else "-" for k in ("b32", "b1")]
+            speed = [f"{s[k]:.1f}" if k in s else "-" for k in ("b32", "b1")] + [f"{s['rss']:.0f}" if "rss" in s else "-"]
             name = engine if engine == "embedq" else f"llama.cpp {e.get('version', '')}".strip()
             failed = f" ({e['failed']} failed)" if e.get("failed") else ""
-            lines.append(f"| {r['recipe']} | {r['mb']:.1f} | {name} | {e['min_cos']:.5f} | {e['median_cos']:.6f} | "
+            maker = "embedq convert" if r.get("maker") == "embedq" else "llama.cpp's quantizer"
+            lines.append(f"| {r['recipe']} | {maker} | {r['mb']:.1f} | {name} | {e['min_cos']:.5f} | {e['median_cos']:.6f} | "
                          f"{e['under_0999']}{failed} | {' | '.join(speed)} |")
     lines += ["", "llama.cpp's minimum comes from texts its WordPiece tokenizer splits differently from HF's (see the "
               "accuracy section: 339 of 383 texts get HF's ids); over the texts where both engines feed the model the "
               "same ids, tests/runtime/test_quant_types.py compares the numerics alone.",
-              "", "Types per file: " + "; ".join(f"{r['recipe']}: {r['types']}" for r in rows) + ".", "",
-              f"Machine: {report.cpu_name()}; {time.strftime('%Y-%m-%d')}.", "", command]
+              "", "Types per file: " + "; ".join(
+                  f"{r['recipe']} ({'ours' if r.get('maker') == 'embedq' else 'llama.cpp'}): {r['types']}" for r in rows) + ".", "",
+              f"Machine: {report.cpu_name()}, embedq's {_kernels()} kernels; {time.strftime('%Y-%m-%d')}.", "", command]
     return "\n".join(lines)
 
 
