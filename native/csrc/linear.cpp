@@ -46,25 +46,18 @@ void finish_tile(float* Y, size_t ldy, size_t m, size_t n, const float* bias, Ep
 // (quant.h) and lays them out as pack_q8_0_i16 does (kernels.h, kI16Group). Runs once per
 // matrix at load, so plain loops serve.
 void pack_f32_rows_i16(const float* W, size_t rows, size_t k, int16_t* q, float* d) {
-  const size_t nb = k / QK8_0;
-  for (size_t g = 0; g < i16_groups(rows); ++g)
-    for (size_t b = 0; b < nb; ++b) {
-      int16_t* qb = q + (g * nb + b) * kI16Group * QK8_0;
-      float* db = d + (g * nb + b) * kI16Group;
-      for (size_t l = 0; l < kI16Group; ++l) {
-        const size_t row = g * kI16Group + l;
-        const float* x = row < rows ? W + row * k + b * QK8_0 : nullptr;
-        float amax = 0.0f;
-        for (int t = 0; x && t < QK8_0; ++t) amax = std::fmax(amax, std::fabs(x[t]));
-        const bool zero = !(amax >= kI16MinAmax);
-        db[l] = zero ? 0.0f : amax / kI16WeightMax;
-        const float inv = zero ? 0.0f : kI16WeightMax / amax;
-        for (int t = 0; t < QK8_0; ++t) {
-          const float r = zero ? 0.0f : std::nearbyint(x[t] * inv);
-          qb[(t / 2) * 2 * kI16Group + 2 * l + t % 2] = (int16_t)std::fmin(std::fmax(r, -kI16WeightMax), kI16WeightMax);
-        }
-      }
+  for_each_i16_slot(rows, k, q, d, [&](size_t row, size_t b, int16_t* qb, size_t l, float* db) {
+    const float* x = row < rows ? W + row * k + b * QK8_0 : nullptr;
+    float amax = 0.0f;
+    for (size_t t = 0; x && t < QK8_0; ++t) amax = std::fmax(amax, std::fabs(x[t]));
+    const bool zero = !(amax >= kI16MinAmax);
+    *db = zero ? 0.0f : amax / kI16WeightMax;
+    const float inv = zero ? 0.0f : kI16WeightMax / amax;
+    for (size_t t = 0; t < QK8_0; ++t) {
+      const float r = zero ? 0.0f : std::nearbyint(x[t] * inv);
+      qb[i16_pair_index(l, t)] = (int16_t)std::fmin(std::fmax(r, -kI16WeightMax), kI16WeightMax);
     }
+  });
 }
 
 // Packs a whole matrix for gemm_i16_nt, panel by panel (in parallel): Q8_0 keeps its int8

@@ -71,6 +71,18 @@ inline size_t i16_groups(size_t rows) { return (rows + kI16Group - 1) / kI16Grou
 // Packed sizes for `rows` rows of k columns: int16 quants and f32 scales.
 inline size_t i16_packed_quants(size_t rows, size_t k) { return i16_groups(rows) * kI16Group * k; }
 inline size_t i16_packed_scales(size_t rows, size_t k) { return i16_groups(rows) * kI16Group * (k / QK8_0); }
+// Visits every slot of that layout for `rows` rows of k columns, in memory order:
+// fn(row, b, qb, l, db) for row `row` (>= rows: the zero padding of the last group),
+// block b of 32 columns, whose quant t goes to qb[i16_pair_index(l, t)] and scale to *db.
+inline size_t i16_pair_index(size_t l, size_t t) { return (t / 2) * 2 * kI16Group + 2 * l + t % 2; }
+template <class Fn>
+void for_each_i16_slot(size_t rows, size_t k, int16_t* q, float* d, Fn&& fn) {
+  const size_t nb = k / QK8_0;
+  for (size_t g = 0; g < i16_groups(rows); ++g)
+    for (size_t b = 0; b < nb; ++b)
+      for (size_t l = 0; l < kI16Group; ++l)
+        fn(g * kI16Group + l, b, q + (g * nb + b) * kI16Group * QK8_0, l, d + (g * nb + b) * kI16Group + l);
+}
 
 // The reference implementation (always available). The SIMD sets start from a
 // copy of it and replace what they speed up, so a type they leave alone runs

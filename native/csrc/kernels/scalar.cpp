@@ -258,18 +258,11 @@ void quantize_row_i16(const float* x, int16_t* q, float* d, size_t k) {
 }
 
 void pack_q8_0_i16(const BlockQ8_0* W, size_t ldw_blocks, size_t rows, size_t k, int16_t* q, float* d) {
-  const size_t nb = k / QK8_0;
-  for (size_t g = 0; g < i16_groups(rows); ++g)
-    for (size_t b = 0; b < nb; ++b) {
-      int16_t* qb = q + (g * nb + b) * kI16Group * QK8_0;
-      float* db = d + (g * nb + b) * kI16Group;
-      for (size_t l = 0; l < kI16Group; ++l) {
-        const size_t row = g * kI16Group + l;
-        const BlockQ8_0* src = row < rows ? &W[row * ldw_blocks + b] : nullptr;
-        db[l] = src ? fp16_to_fp32(src->d) : 0.0f;
-        for (int t = 0; t < QK8_0; ++t) qb[(t / 2) * 2 * kI16Group + 2 * l + t % 2] = src ? src->qs[t] : 0;
-      }
-    }
+  for_each_i16_slot(rows, k, q, d, [&](size_t row, size_t b, int16_t* qb, size_t l, float* db) {
+    const BlockQ8_0* src = row < rows ? &W[row * ldw_blocks + b] : nullptr;
+    *db = src ? fp16_to_fp32(src->d) : 0.0f;
+    for (size_t t = 0; t < QK8_0; ++t) qb[i16_pair_index(l, t)] = src ? src->qs[t] : 0;
+  });
 }
 
 void gemm_i16_nt(const int16_t* A, size_t lda, const float* ad, size_t ldad, const int16_t* Bq, const float* Bd,
