@@ -23,14 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from schemas.home import embedq_home
+
 from . import report
 
 RECIPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K")
 THRESHOLD = 0.999
-
-
-def _home() -> Path:
-    return Path(os.environ.get("EMBEDQ_HOME") or Path.home() / ".cache" / "embedq").expanduser()
 
 
 def sha256(path: Path) -> str:
@@ -49,7 +47,7 @@ def llama_cpp_quantize(src: str | os.PathLike, recipe: str, threads: int = 2) ->
     import llama_cpp
 
     src = Path(src)
-    target = _home() / "peers" / "quantized" / sha256(src)[:16] / f"{src.stem}-{recipe}.gguf"
+    target = embedq_home() / "peers" / "quantized" / sha256(src)[:16] / f"{src.stem}-{recipe}.gguf"
     if target.is_file():
         return target
     code = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{recipe}", None)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from schemas.home import embedq_home
 
 
 def _key(model_dir: Path, texts: list[str], extra: dict) -> str:
@@ -31,7 +32,7 @@ def st_vectors(model_dir: Path, texts: list[str], prompt_name: str | None = None
                truncate_dim: int | None = None, progress: bool = False) -> np.ndarray:
     """Normalized sentence-transformers vectors of `texts`, from the cache when it has them
     (`progress`: a progress bar while computing; it does not change the cache key)."""
-    home = Path(os.environ.get("EMBEDQ_HOME", Path.home() / ".cache" / "embedq"))
+    home = embedq_home()
     extra = {"prompt_name": prompt_name, "truncate_dim": truncate_dim}
     path = home / "refs" / f"{Path(model_dir).name}-{_key(model_dir, texts, extra)}.npy"
     if path.exists():

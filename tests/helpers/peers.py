@@ -19,6 +19,8 @@ import tempfile
 import uuid
 from pathlib import Path
 
+from schemas.home import embedq_home
+
 # Used when llama-cpp-python is not installed; the version our build pins.
 LLAMA_CPP_PYTHON_VERSION = "0.3.36"
 
@@ -28,10 +30,6 @@ _NEEDED = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 
 class PeerError(RuntimeError):
     pass
-
-
-def _home() -> Path:
-    return Path(os.environ.get("EMBEDQ_HOME") or Path.home() / ".cache" / "embedq").expanduser()
 
 
 def llama_cpp_python_version() -> str:
@@ -50,7 +48,7 @@ def llama_cpp_source(version: str | None = None) -> Path:
     ``$EMBEDQ_HOME/peers/llama.cpp-<version>``.
     """
     version = version or llama_cpp_python_version()
-    target = _home() / "peers" / f"llama.cpp-{version}"
+    target = embedq_home() / "peers" / f"llama.cpp-{version}"
     if (target / "convert_hf_to_gguf.py").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
