@@ -333,14 +333,19 @@ def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_siz
         md += f"\n{command}\n"
     print(md)
     if output:
-        # A run on another kernel set than AVX-512 VNNI (another CPU, or EMBEDQ_KERNELS forcing one) gets
-        # sections of its own beside the VNNI ones instead of replacing them.
-        key = f"{name}-{corpus}" + ("" if kernels == "avx512vnni" else f"-{kernels}")
-        png, link = report.plot_path(output, f"bench-runtime-{key}.png")
+        key = section_key(name, corpus, kernels)
+        png, link = report.plot_path(output, f"bench-{key}.png")
         plot(runs, png, f"{name}, {corpus} texts, {threads} threads, {kernels} kernels")
-        report.replace_section(output, f"runtime-{key}", md + f"\n![throughput and latency]({link})\n")
+        report.replace_section(output, key, md + f"\n![throughput and latency]({link})\n")
         print(f"wrote {output} and {png}")
     return runs
+
+
+def section_key(name: str, corpus: str, kernels: str) -> str:
+    """The BENCHMARKS.md section (and plot name) of a run: a run on another kernel set than AVX-512
+    VNNI (another CPU, or EMBEDQ_KERNELS forcing one) gets sections of its own beside the VNNI ones
+    instead of replacing them."""
+    return f"runtime-{name}-{corpus}" + ("" if kernels == "avx512vnni" else f"-{kernels}")
 
 
 def _reference(hf_dir: str, threads: int) -> dict | None:

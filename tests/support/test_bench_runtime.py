@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import shlex
 
+import native
 from bench.report import markers, read_section
+from bench.runtime import section_key
+
+
+def _key(stem: str) -> str:
+    # The embedq run uses the best kernel set of this CPU; its section is named after it.
+    return section_key(stem, "short", native.kernel_sets()[-1])
 
 
 def test_runtime_section_is_replaced_on_rerun(tmp_path, minilm_gguf):
@@ -15,10 +22,10 @@ def test_runtime_section_is_replaced_on_rerun(tmp_path, minilm_gguf):
     argv = ["bench", "runtime", "--model", str(minilm_gguf), "--threads", "1", "--texts", "8", "--batch-sizes", "1,4",
             "--peers", "", "--activations", "f32", "--max-seconds", "5", "--output", str(out)]
     assert main(argv) == 0
-    key = f"runtime-{minilm_gguf.stem}-short"
+    key = _key(minilm_gguf.stem)
     first = read_section(out, key)
     assert first and "| embedq (f32) | 1 |" in first and "| embedq (f32) | 4 |" in first
-    png = tmp_path / "docs" / f"bench-runtime-{minilm_gguf.stem}-short.png"
+    png = tmp_path / "docs" / f"bench-{key}.png"
     assert png.is_file() and f"](docs/{png.name})" in first
 
     # The reproduce line is the command that was run (the output file aside), and the CLI accepts it.
@@ -74,7 +81,7 @@ def test_accuracy_columns_and_the_time_split_come_from_the_runs(tmp_path, minilm
             "--peers", "", "--hf-dir", str(minilm_dir), "--activations", "f32", "--max-seconds", "5",
             "--output", str(out)]
     assert main(argv) == 0
-    section = read_section(out, f"runtime-{minilm_gguf.stem}-short")
+    section = read_section(out, _key(minilm_gguf.stem))
     row = next(x for x in section.splitlines() if x.startswith("| embedq (f32) | 4 |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     # The F32 file against sentence-transformers on the whole multilingual corpus.
@@ -82,6 +89,11 @@ def test_accuracy_columns_and_the_time_split_come_from_the_runs(tmp_path, minilm
     split = next(x for x in section.splitlines() if x.startswith("embedq (f32) ("))
     assert "linear layers" in split and "GOP/s" in split and "% of the" in split and "peak" in split
     assert "Peaks measured in this run" in section and "multilingual corpus (3" in section
+
+
+def test_sections_of_other_kernel_sets_stand_beside_the_vnni_ones():
+    assert section_key("m-q8_0", "short", "avx512vnni") == "runtime-m-q8_0-short"
+    assert section_key("m-q8_0", "short", "avx2") == "runtime-m-q8_0-short-avx2"
 
 
 def test_time_split_rates_the_linear_layers_against_their_family_peak():
