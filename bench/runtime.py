@@ -133,9 +133,23 @@ def _child(spec: dict) -> dict:
                               for i in range(0, len(ref_texts), 32)])
         cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
         accuracy = {"min": float(cos.min()), "median": float(np.median(cos)), "under_0999": int((cos < 0.999).sum())}
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
     return {"engine": spec["engine"], "label": spec.get("label", spec["engine"]), "load_s": load_s,
             "peak_rss_mb": rss_mb, "meta": meta, "results": results, "accuracy": accuracy}
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Not getrusage's ru_maxrss: Linux carries that across
+    fork and exec, so a child started by a parent holding torch would report the parent's peak.
+    VmHWM belongs to the address space exec created."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_engine(spec: dict, timeout: float = 1800) -> dict | None:

@@ -107,3 +107,18 @@ def test_time_split_rates_the_linear_layers_against_their_family_peak():
     assert "linear layers 80.0% of forward time at 100 GOP/s, 50% of the 200 GOP/s" in line
     assert "attention 15.0%" in line and "rest 5.0%" in line and "tokenization 2.00%" in line
     assert peak_family(dict(meta, activations="f32", kernels="avx2")) == "fp32 fma (avx2)"
+
+
+def test_peak_rss_is_the_childs_own_not_its_parents():
+    """Engines run in children of the benchmark process; getrusage's ru_maxrss would hand each child
+    the parent's peak (Linux keeps it across fork and exec), so a parent holding 400 MB made every
+    engine look at least that big."""
+    import subprocess
+    import sys
+
+    held = bytearray(400 << 20)
+    held[::4096] = b"\1" * len(held[::4096])  # touch every page
+    code = "from bench.runtime import peak_rss_mb; print(peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert float(out.stdout) < 200, out.stdout
+    del held
