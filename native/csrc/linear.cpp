@@ -91,6 +91,12 @@ const Runtime::PackedI16& packed_i16(Runtime& rt, const TensorView& t) {
   return it->second;
 }
 
+// Whether int16 products take this matrix: every type but F32 (the exact reference), in rows
+// of whole blocks of 32 (a tiny F16 model's rows of 8 are not). Others take the f32 path.
+bool packs_i16(const Runtime& rt, const TensorView& t) {
+  return rt.mode == ActivationMode::INT16 && t.type != DType::F32 && t.ne[0] % QK8_0 == 0;
+}
+
 }  // namespace
 
 void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, float* Y, size_t ldy, Epilogue epi) {
@@ -119,7 +125,7 @@ void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, 
     return;
   }
 
-  if (t.type != DType::F32 && rt.mode == ActivationMode::INT16) {
+  if (packs_i16(rt, t)) {
     const size_t kb = K / QK8_0;
     rt.i16act.resize(m * K);
     rt.i16scale.resize(m * kb);
@@ -158,9 +164,8 @@ void linear(Runtime& rt, const float* X, size_t ldx, size_t m, const Weight& w, 
 }
 
 void prepare_weights(Runtime& rt, const std::vector<const TensorView*>& matrices, bool release_after) {
-  if (rt.mode != ActivationMode::INT16) return;
   for (const TensorView* t : matrices) {
-    if (t->type == DType::F32) continue;
+    if (!packs_i16(rt, *t)) continue;
     packed_i16(rt, *t);
     // The packed copy is all the products read from now on.
     if (release_after) release_pages(t->data, t->nbytes);
