@@ -153,10 +153,10 @@ def _llama_child(spec: dict) -> None:
     import llama_cpp
     from tqdm import tqdm
 
+    from bench.llama_peer import open_llama
+
     n_ctx = int(spec["n_ctx"])
-    llm = llama_cpp.Llama(model_path=spec["model"], embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                          n_threads=spec["threads"], n_threads_batch=spec["threads"], verbose=False,
-                          pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN)
+    llm = open_llama(spec["model"], n_ctx, threads=spec["threads"])
     texts = spec["texts"]
     vectors = np.full((len(texts), spec["dim"]), np.nan, dtype=np.float32)
     ids = []

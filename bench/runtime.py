@@ -64,17 +64,16 @@ def _engine_embedq(model: str, threads: int, opts: dict):
 def _engine_llama(model: str, threads: int, opts: dict):
     import llama_cpp
 
+    from bench.llama_peer import extra_buffers_default, open_llama
+
     n_ctx = int(opts.get("n_ctx", 512))
-    llm = llama_cpp.Llama(
-        model_path=model, embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx, n_threads=threads,
-        n_threads_batch=threads, verbose=False, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-        n_seq_max=int(opts.get("n_seq_max", 64)),
-    )
+    extra = extra_buffers_default()
+    llm = open_llama(model, n_ctx, threads=threads, extra_buffers=extra, n_seq_max=int(opts.get("n_seq_max", 64)))
 
     def run(batch):
         return np.asarray(llm.embed(batch, normalize=True, truncate=True), dtype=np.float32)
 
-    return run, {"n_ctx": n_ctx, "version": llama_cpp.__version__}
+    return run, {"n_ctx": n_ctx, "version": llama_cpp.__version__, "extra_buffers": extra}
 
 
 def _engine_st(model: str, threads: int, opts: dict):
@@ -292,8 +291,12 @@ def bench_runtime(model: str, threads: int, corpus: str, n_texts: int, batch_siz
     for act in activations:
         specs.append({"engine": "embedq", "label": f"embedq ({act})", "model": model, "opts": {"activations": act}})
     if "llama.cpp" in peers:
+        from bench.llama_peer import extra_buffers_default
+
+        # Without its repacked/AMX buffers where those crash (bench/llama_peer.py): said in the label.
+        plain = "" if extra_buffers_default() else ", plain buffers"
         for ctx in llama_ctx:
-            specs.append({"engine": "llama.cpp", "label": f"llama.cpp (n_ctx=n_batch={ctx})",
+            specs.append({"engine": "llama.cpp", "label": f"llama.cpp (n_ctx=n_batch={ctx}{plain})",
                           "model": llama_model or model, "opts": {"n_ctx": ctx}})
     if "sentence-transformers" in peers and hf_dir:
         specs.append({"engine": "sentence-transformers", "label": "sentence-transformers (torch)", "model": model,

@@ -76,6 +76,18 @@ def st_minilm(minilm_dir):
     return SentenceTransformer(str(minilm_dir), device="cpu")
 
 
+@pytest.fixture(scope="module")
+def short_texts(corpus, st_minilm):
+    """The corpus texts within sentence-transformers' limit of 256 tokens (llama.cpp does not cut
+    there, so comparisons stay inside it), the first 200: llama.cpp embeds one text per call."""
+    return [t for t in corpus if t.strip() and len(st_minilm.tokenize([t])["input_ids"][0]) <= 256][:200]
+
+
+@pytest.fixture(scope="module")
+def st_short(st_minilm, short_texts):
+    return st_minilm.encode(short_texts, normalize_embeddings=True)
+
+
 @pytest.fixture(scope="session")
 def st_minilm_vectors(st_minilm, corpus) -> np.ndarray:
     return st_minilm.encode(corpus, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)

@@ -32,6 +32,23 @@ class PeerError(RuntimeError):
     pass
 
 
+def llama_embed(path, texts, n_ctx: int = 512, with_ids: bool = False):
+    """llama.cpp's normalized vectors for the texts, one per call (bench.llama_peer opens the
+    file), and with_ids: also the ids it feeds its model for each text."""
+    import numpy as np
+
+    from bench.llama_peer import open_llama
+
+    llm = open_llama(path, n_ctx)
+    try:
+        vec = np.array([llm.embed(t, normalize=True, truncate=True) for t in texts], dtype=np.float32)
+        if not with_ids:
+            return vec
+        return vec, [llm.tokenize(t.encode("utf-8"), add_bos=True, special=False)[:n_ctx] for t in texts]
+    finally:
+        llm.close()
+
+
 def llama_cpp_python_version() -> str:
     from importlib import metadata
 

@@ -96,7 +96,7 @@ def test_distilbert_q8_0_converts_and_stays_close(distil_dir, texts, tmp_path):
 
 
 def test_distilbert_layout_matches_llama_cpp_which_runs_our_file(distil_dir, texts, tmp_path):
-    from llama_cpp import Llama
+    from bench.llama_peer import open_llama
 
     from helpers import peers
 
@@ -111,7 +111,7 @@ def test_distilbert_layout_matches_llama_cpp_which_runs_our_file(distil_dir, tex
                 "tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "bert.attention.layer_norm_epsilon"):
         assert a[key] == b[key], key
     m = Model(ours, threads=1)
-    ll = Llama(model_path=str(ours), embedding=True, verbose=False, n_ctx=64, n_batch=64, n_ubatch=64)
+    ll = open_llama(ours, 64, threads=1, mean_pooling=False)
     short = [t for t in texts if t and len(m.tokenize(t)) <= m.max_tokens]
     theirs_v = np.array([ll.embed(t, normalize=False) for t in short], dtype=np.float32)
     cos = cosines(theirs_v, m.embed(short, normalize=False))

@@ -166,12 +166,12 @@ def test_llama_cpp_runs_our_file_with_our_vectors(recipe, ours, corpus, st_minil
     0.9977 on our files and 0.9977 / 0.9980 / 0.9975 on llama.cpp's own, medians 0.9997 on all.
     The medians say the engines read the same weights (a misread block costs far more)."""
     pytest.importorskip("llama_cpp")
-    from test_quant_types import llama_embed
+    from helpers.peers import llama_embed
 
     # Texts of at most 64 tokens: llama.cpp embeds one text per call, and CI time is short.
     texts = [t for t in corpus if t.strip() and len(st_minilm.tokenize([t])["input_ids"][0]) <= 64][:40]
     model = Model(ours[recipe], threads=2)
-    their_vec, their_ids = llama_embed(ours[recipe], texts)
+    their_vec, their_ids = llama_embed(ours[recipe], texts, with_ids=True)
     same = np.array([model.tokenize(t) == ids for t, ids in zip(texts, their_ids)])
     assert same.sum() >= 30
     agree = cosines(model.embed(texts), their_vec)[same]

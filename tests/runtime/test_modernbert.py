@@ -403,10 +403,10 @@ def test_layout_matches_llama_cpp_converter(mb_dir, mb_gguf, corpus, tmp_path):
 
 @pytest.mark.slow
 def test_llama_cpp_runs_our_file(mb_gguf, corpus):
-    from llama_cpp import Llama
+    from bench.llama_peer import open_llama
 
     m = Model(mb_gguf, threads=2)
-    ll = Llama(model_path=str(mb_gguf), embedding=True, verbose=False, n_ctx=200, n_batch=200, n_ubatch=200)
+    ll = open_llama(mb_gguf, 200, mean_pooling=False)
     texts = [t for t in corpus if t.strip() and len(m.tokenize(t)) <= m.max_tokens][:60]
     same_ids = sum(ll.tokenize(t.encode(), add_bos=True, special=True) == m.tokenize(t) for t in texts)
     theirs = np.array([ll.embed(t, normalize=True) for t in texts], dtype=np.float32)

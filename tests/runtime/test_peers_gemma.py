@@ -50,12 +50,13 @@ def test_llama_cpp_file_gives_our_vectors(llama_q8, gemma_q8, corpus):
 
 
 def test_fewer_texts_under_0999_than_llama_cpp(llama_q8, gemma_q8, corpus, reference):
-    llama_cpp = pytest.importorskip("llama_cpp")
+    pytest.importorskip("llama_cpp")
+    from bench.llama_peer import open_llama
+
     # llama.cpp needs the whole text in one context; keep texts that fit.
     ours_model = Model(gemma_q8, threads=2)
     keep = [i for i, t in enumerate(corpus) if len(ours_model.tokenize(t)) <= 2048]
-    llm = llama_cpp.Llama(model_path=str(llama_q8), embedding=True, n_ctx=2048, n_batch=2048, n_ubatch=2048,
-                          n_threads=2, verbose=False, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN)
+    llm = open_llama(llama_q8, 2048)
     try:
         theirs = np.array([llm.embed(corpus[i], normalize=True) for i in keep], dtype=np.float32)
     finally:

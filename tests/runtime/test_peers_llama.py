@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from native import Model
-from helpers.peers import llama_cpp_convert
+from helpers.peers import llama_cpp_convert, llama_embed
 
 pytestmark = [pytest.mark.slow, pytest.mark.peers]
 
@@ -16,26 +16,6 @@ llama_cpp = pytest.importorskip("llama_cpp")
 
 def cosines(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-
-
-def llama_embed(path, texts, n_ctx=512):
-    llm = llama_cpp.Llama(model_path=str(path), embedding=True, n_ctx=n_ctx, n_batch=n_ctx, n_ubatch=n_ctx,
-                          n_threads=2, verbose=False, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN)
-    try:
-        return np.array([llm.embed(t, normalize=True, truncate=True) for t in texts], dtype=np.float32)
-    finally:
-        llm.close()
-
-
-@pytest.fixture(scope="module")
-def short_texts(corpus, st_minilm):
-    # llama.cpp does not truncate at the sentence-transformers limit (256): compare within it.
-    return [t for t in corpus if t.strip() and len(st_minilm.tokenize([t])["input_ids"][0]) <= 256][:200]
-
-
-@pytest.fixture(scope="module")
-def st_short(st_minilm, short_texts):
-    return st_minilm.encode(short_texts, normalize_embeddings=True)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 
 import native
 from native import GGUFError, Model, _native
+from helpers.peers import llama_embed
 from helpers.tiny_models import MIXED_TYPES, write_tiny_bert
 
 QT = gguf.GGMLQuantizationType
@@ -186,31 +187,6 @@ def cosines(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
-def llama_embed(path, texts):
-    """llama.cpp's vectors, and the ids it feeds its model for each text."""
-    import llama_cpp
-
-    llm = llama_cpp.Llama(model_path=str(path), embedding=True, n_ctx=512, n_batch=512, n_ubatch=512,
-                          n_threads=2, verbose=False, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_MEAN)
-    try:
-        vec = np.array([llm.embed(t, normalize=True, truncate=True) for t in texts], dtype=np.float32)
-        return vec, [llm.tokenize(t.encode("utf-8"), add_bos=True, special=False) for t in texts]
-    finally:
-        llm.close()
-
-
-@pytest.fixture(scope="module")
-def short_texts(corpus, st_minilm):
-    # llama.cpp does not truncate at the sentence-transformers limit (256): compare within it.
-    # 200 of them, as the Q8_0 peer test does: llama.cpp embeds one text per call.
-    return [t for t in corpus if t.strip() and len(st_minilm.tokenize([t])["input_ids"][0]) <= 256][:200]
-
-
-@pytest.fixture(scope="module")
-def st_short(st_minilm, short_texts):
-    return st_minilm.encode(short_texts, normalize_embeddings=True)
-
-
 @pytest.fixture(scope="module")
 def ours_f32(minilm_gguf, corpus):
     return Model(minilm_gguf, threads=2).embed(corpus)
@@ -236,7 +212,7 @@ def test_llama_cpp_quantized_minilm(recipe, minilm_gguf, corpus, ours_f32, short
     # llama.cpp's WordPiece differs from HF's on some texts (BENCHMARKS.md, accuracy: 339/383 equal
     # for MiniLM), which costs it far more than any weight type does; the comparison of the
     # numerics is over the texts where both feed the model the same ids.
-    their_vec, their_ids = llama_embed(path, short_texts)
+    their_vec, their_ids = llama_embed(path, short_texts, with_ids=True)
     same_ids = np.array([model.tokenize(t) == ids for t, ids in zip(short_texts, their_ids)])
     assert same_ids.sum() >= 150
     ours = cosines(model.embed(short_texts), st_short)[same_ids]

@@ -301,10 +301,10 @@ def test_layout_matches_llama_cpp_converter(qwen3_dir, qwen3_gguf, corpus, tmp_p
 
 @pytest.mark.slow
 def test_llama_cpp_runs_our_file(qwen3_gguf, corpus):
-    from llama_cpp import Llama
+    from bench.llama_peer import open_llama
 
     m = Model(qwen3_gguf, threads=2)
-    ll = Llama(model_path=str(qwen3_gguf), embedding=True, verbose=False, n_ctx=160, n_batch=160, n_ubatch=160)
+    ll = open_llama(qwen3_gguf, 160, mean_pooling=False)
     texts = [t for t in corpus if t.strip() and len(m.tokenize(t)) <= m.max_tokens][:60]
     same_ids = sum(ll.tokenize(t.encode(), add_bos=True, special=True) == m.tokenize(t) for t in texts)
     theirs = np.array([ll.embed(t, normalize=True) for t in texts], dtype=np.float32)

@@ -245,10 +245,10 @@ def test_layout_matches_llama_cpp_converter(xlmr_mean_dir, xlmr_mean_gguf, tmp_p
 
 @pytest.mark.slow
 def test_llama_cpp_runs_our_file(xlmr_mean_gguf, corpus):
-    from llama_cpp import Llama
+    from bench.llama_peer import open_llama
 
     m = Model(xlmr_mean_gguf, threads=2)
-    ll = Llama(model_path=str(xlmr_mean_gguf), embedding=True, verbose=False, n_ctx=64, n_batch=64, n_ubatch=64)
+    ll = open_llama(xlmr_mean_gguf, 64, mean_pooling=False)
     texts = [t for t in corpus if t.strip() and len(m.tokenize(t)) <= m.max_tokens and "<" not in t][:60]
     same_ids = sum(ll.tokenize(t.encode(), add_bos=True, special=True) == m.tokenize(t) for t in texts)
     theirs = np.array([ll.embed(t, normalize=True) for t in texts], dtype=np.float32)
