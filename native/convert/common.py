@@ -277,6 +277,23 @@ def special_tokens(m: ModelPlan, model_dir: Path, token_id: Callable[[str], int 
                     _token_content(smap.get("sep_token")), _token_content(smap.get("eos_token"))) if t}))
 
 
+KEY_LSTRIP, KEY_RSTRIP = "embedq.tokenizer.lstrip", "embedq.tokenizer.rstrip"
+KEY_NORMALIZED = "embedq.tokenizer.normalized"
+
+
+def added_token_rules(m: ModelPlan, added_tokens: list[dict] = (), lstrip: list[int] = ()) -> None:
+    """How HF matches tokenizer.json's added tokens, as id lists the runtime reads (added_tokens.h):
+    lstrip / rstrip ones take the white space on that side into their match (XLM-R's <mask>,
+    ModernBERT's [MASK]: "a [MASK]" is "a", "[MASK]", not "a", " ", "[MASK]"), and normalized
+    ones are matched after the others. `lstrip` adds ids a tokenizer declares in code."""
+    rules = {KEY_LSTRIP: [int(t["id"]) for t in added_tokens if t.get("lstrip")] + [int(i) for i in lstrip],
+             KEY_RSTRIP: [int(t["id"]) for t in added_tokens if t.get("rstrip")],
+             KEY_NORMALIZED: [int(t["id"]) for t in added_tokens if t.get("normalized")]}
+    for key, ids in rules.items():
+        if ids:
+            m.put(key, ids, gguf.GGUFValueType.INT32)
+
+
 def looks_special(text: str) -> bool:
     # Mirrors the rule llama.cpp applies to added tokens that are not flagged special.
     return (text in ("<pad>", "<mask>", "<2mass>", "[@BOS@]")
@@ -339,6 +356,7 @@ def byte_level_bpe_vocab(m: ModelPlan, tj: dict, tj_path: Path, n_rows: int, pre
         else:
             tokens.append(by_id[i])
             types.append(int(TokenType.NORMAL))
+    added_token_rules(m, list(added.values()))
     merges = [" ".join(p) if isinstance(p, list) else str(p) for p in model.get("merges") or []]
     m.put("add_tokenizer_model", "gpt2")
     m.put("add_tokenizer_pre", pre)

@@ -25,6 +25,7 @@ from .common import (
     ConversionError,
     ModelPlan,
     TensorPlan,
+    added_token_rules,
     load_safetensor,
     model_weight_files,
     pb_fields,
@@ -158,6 +159,10 @@ def _xlmr_vocab(m: ModelPlan, model_dir: Path, cfg: dict) -> int:
     for i in range(len(v.pieces), n_vocab):  # embedding rows no piece points at
         v.add(f"[PAD{i}]", -10000.0, TokenType.UNUSED)
 
+    if tj:
+        added_token_rules(m, tj.get("added_tokens") or [])
+    else:  # XLMRobertaTokenizer declares its <mask> with lstrip=True
+        added_token_rules(m, lstrip=[v.pieces.index("<mask>")])
     m.put("add_tokenizer_model", "t5")
     m.put("add_tokenizer_pre", "default")
     m.put("add_token_list", v.pieces)

@@ -232,6 +232,7 @@ class ByteLevelBpe final : public Tokenizer {
       // vocabulary is a map, so the first id of a text wins.
       if (t != kUnused) index_.emplace(tokens[i], (int32_t)i);
     }
+    added_.apply(opts.added);
     for (int b = 0; b < 256; ++b) {
       std::string c;
       unicode::utf8_append(c, byte_char((unsigned char)b));

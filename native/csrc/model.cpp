@@ -42,6 +42,16 @@ void check_special_ids(const GGUFFile& f, size_t vocab) {
   }
 }
 
+// How HF matches some added tokens (tokenizer.json's lstrip / rstrip / normalized flags, which
+// the converter writes as embedq.tokenizer.* id lists); the tokenizer checks they are added tokens.
+AddedTokenRules added_token_rules(const GGUFFile& f) {
+  AddedTokenRules r;
+  if (f.has("embedq.tokenizer.lstrip")) r.lstrip = f.get_int_array("embedq.tokenizer.lstrip");
+  if (f.has("embedq.tokenizer.rstrip")) r.rstrip = f.get_int_array("embedq.tokenizer.rstrip");
+  if (f.has("embedq.tokenizer.normalized")) r.normalized = f.get_int_array("embedq.tokenizer.normalized");
+  return r;
+}
+
 // The tokenizers report a bad vocabulary as invalid_argument; from a file
 // that is a bad model file.
 template <typename Make>
@@ -124,6 +134,7 @@ void Model::load() {
     UnigramOptions uo;
     if (f.has("tokenizer.ggml.precompiled_charsmap")) uo.charsmap = f.get_bytes("tokenizer.ggml.precompiled_charsmap");
     uo.add_space_prefix = f.get_bool("tokenizer.ggml.add_space_prefix", true);
+    uo.added = added_token_rules(f);
     tok_ = make_tokenizer([&] { return make_unigram(tokens, scores, types, unk, uo); });
     bos_ = token_id(f, tokens, {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.cls_token_id"}, "<s>");
     eos_ = token_id(f, tokens, {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.seperator_token_id"}, "</s>");
@@ -172,7 +183,9 @@ void Model::load() {
     const std::vector<int32_t> types = f.get_int_array("tokenizer.ggml.token_type");
     if (types.size() != tokens.size()) throw GGUFError("tokenizer types do not match the vocabulary size");
     const std::vector<std::string> merges = f.get_string_array("tokenizer.ggml.merges");
-    tok_ = make_tokenizer([&] { return make_byte_bpe(tokens, types, merges); });
+    ByteBpeOptions bo;
+    bo.added = added_token_rules(f);
+    tok_ = make_tokenizer([&] { return make_byte_bpe(tokens, types, merges, bo); });
     // Qwen has no BOS; its tokenizer appends <|endoftext|>, which the file
     // names as EOS (llama.cpp's converter takes it from the post-processor).
     bos_ = token_id(f, tokens, {"tokenizer.ggml.bos_token_id"}, nullptr);
@@ -195,6 +208,7 @@ void Model::load() {
     ByteBpeOptions bo;
     bo.split = ByteBpeOptions::Split::GPT2;
     bo.nfc = false;
+    bo.added = added_token_rules(f);
     tok_ = make_tokenizer([&] { return make_byte_bpe(tokens, types, merges, bo); });
     // [CLS] text [SEP], as its post-processor writes them.
     bos_ = token_id(f, tokens, {"tokenizer.ggml.cls_token_id", "tokenizer.ggml.bos_token_id"}, "[CLS]");

@@ -57,9 +57,17 @@ std::unique_ptr<Tokenizer> make_sentencepiece(const std::vector<std::string>& to
 // unigram.cpp): added tokens, the precompiled charsmap, white-space split,
 // U+2581 prefix, Viterbi over `scores` (log-probabilities, kept in double as
 // HF keeps them). Types as for make_sentencepiece; `unk_id` is required.
+// How HF matches some added tokens (token ids; see added_tokens.h): lstrip / rstrip take the
+// white space on that side into the match (XLM-R's <mask>, ModernBERT's [MASK]); normalized
+// ones are matched after the others, in the text between them.
+struct AddedTokenRules {
+  std::vector<int32_t> lstrip, rstrip, normalized;
+};
+
 struct UnigramOptions {
   std::string charsmap;  // SentencePiece precompiled charsmap; empty = none
   bool add_space_prefix = true;
+  AddedTokenRules added;
 };
 
 std::unique_ptr<Tokenizer> make_unigram(const std::vector<std::string>& tokens, const std::vector<double>& scores,
@@ -74,6 +82,7 @@ std::unique_ptr<Tokenizer> make_unigram(const std::vector<std::string>& tokens, 
 struct ByteBpeOptions {
   enum class Split { QWEN2, GPT2 } split = Split::QWEN2;
   bool nfc = true;
+  AddedTokenRules added;
 };
 std::unique_ptr<Tokenizer> make_byte_bpe(const std::vector<std::string>& tokens, const std::vector<int32_t>& types,
                                          const std::vector<std::string>& merges, const ByteBpeOptions& opts = {});

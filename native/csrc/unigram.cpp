@@ -60,6 +60,7 @@ class Unigram final : public Tokenizer {
       min_score = any ? std::min(min_score, scores[i]) : scores[i];
       any = true;
     }
+    added_.apply(opts.added);
     unk_score_ = min_score - kUnknownPenalty;
     scores_ = scores;
     // HF's vocabulary is a map filled in id order, so of two equal pieces the

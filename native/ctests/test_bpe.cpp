@@ -134,6 +134,52 @@ void test_gpt2_split() {
   EXPECT_IDS(*tok, "<|endoftext|>ab", {265, 257});
 }
 
+// HF's AddedToken(lstrip/rstrip): the white space beside a stripping token joins its match
+// (ModernBERT's [MASK] takes the space on its left), Unicode White_Space included, never
+// reaching into the previous added token.
+void test_added_token_strip() {
+  const Vocab v = hand_vocab();
+  embedq::ByteBpeOptions o;
+  o.split = embedq::ByteBpeOptions::Split::GPT2;
+  o.nfc = false;
+  auto plain = embedq::make_byte_bpe(v.tokens, v.types, v.merges, o);
+  EXPECT_IDS(*plain, "x <think>", {120, 32, 266});
+  o.added.lstrip = {266};  // <think>
+  o.added.rstrip = {265};  // <|endoftext|>
+  auto tok = embedq::make_byte_bpe(v.tokens, v.types, v.merges, o);
+  EXPECT_IDS(*tok, "x <think>", {120, 266});
+  EXPECT_IDS(*tok, "x \t\xE3\x80\x80<think>", {120, 266});  // a tab and U+3000 too
+  EXPECT_IDS(*tok, "x\xC2\xA0<think>", {120, 266});           // U+00A0 is White_Space
+  EXPECT_IDS(*tok, "x <think> w", {120, 266, 260});           // its right side keeps " w"
+  EXPECT_IDS(*tok, "a <think> <think>", {97, 266, 266});
+  EXPECT_IDS(*tok, "<|endoftext|>  w", {265, 119});            // rstrip takes both spaces
+  EXPECT_IDS(*tok, "<|endoftext|> <think>", {265, 266});
+  EXPECT_IDS(*tok, "<think>x", {266, 120});
+  EXPECT_IDS(*tok, "  <think>", {266});
+  // HF's two passes: a normalized added token ("  " here, as ModernBERT's runs of spaces) is only
+  // looked for between the others, so a stripping token takes the spaces first.
+  Vocab w = hand_vocab();
+  w.tokens.push_back("  ");
+  w.types.push_back(4);  // 268
+  embedq::ByteBpeOptions p;
+  p.added.lstrip = {265};
+  auto one_pass = embedq::make_byte_bpe(w.tokens, w.types, w.merges, p);
+  EXPECT_IDS(*one_pass, "x  <|endoftext|>", {120, 268, 265});
+  p.added.normalized = {268};
+  auto two_passes = embedq::make_byte_bpe(w.tokens, w.types, w.merges, p);
+  EXPECT_IDS(*two_passes, "x  <|endoftext|>", {120, 265});
+  EXPECT_IDS(*two_passes, "x  y<|endoftext|>", {120, 268, 121, 265});
+  EXPECT_IDS(*two_passes, "<|endoftext|>  ", {265, 268});
+  bool threw = false;
+  o.added.lstrip = {97};  // "a" is no added token: it could never match
+  try {
+    embedq::make_byte_bpe(v.tokens, v.types, v.merges, o);
+  } catch (const std::invalid_argument&) {
+    threw = true;
+  }
+  CHECK_MSG(threw, "a strip flag on a token that is not added is refused");
+}
+
 void test_errors() {
   Vocab v = hand_vocab();
   bool threw = false;
@@ -211,6 +257,7 @@ void test_random_round_trip(const embedq::ByteBpeOptions& o) {
 int main() {
   test_hand_vocab();
   test_gpt2_split();
+  test_added_token_strip();
   test_errors();
   test_random_round_trip({});
   embedq::ByteBpeOptions gpt2;

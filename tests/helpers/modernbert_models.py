@@ -26,7 +26,8 @@ def train_tokenizer(texts: list[str], vocab_size: int = 3000):
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator([t for t in texts if t.strip()] * 2, trainer)
-    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in SPECIALS])
+    # As in ModernBERT's tokenizer.json, [MASK] takes the white space on its left ("a [MASK]").
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False, lstrip=s == "[MASK]") for s in SPECIALS])
     # ModernBERT's vocabulary (OLMo's) also lists runs of spaces as added, non-special tokens.
     tok.add_tokens([AddedToken(s, special=False, normalized=True) for s in WHITESPACE_TOKENS])
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
@@ -41,8 +42,11 @@ def hf_tokenizer(tok, workdir: Path):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     workdir.mkdir(parents=True, exist_ok=True)
+    from tokenizers import AddedToken
+
+    mask = AddedToken("[MASK]", special=True, normalized=False, lstrip=True)
     PreTrainedTokenizerFast(tokenizer_object=tok, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
-                            mask_token="[MASK]", unk_token="[UNK]").save_pretrained(str(workdir))
+                            mask_token=mask, unk_token="[UNK]").save_pretrained(str(workdir))
     return AutoTokenizer.from_pretrained(str(workdir))
 
 

@@ -101,7 +101,9 @@ def st_model(mb_dir):
 
 @pytest.fixture(scope="module")
 def edge_texts(corpus) -> list[str]:
-    return ["", " ", "x", "[CLS]", "a[MASK]b", "I'M here, it's 2024's  best\n\n\tend  ", "caf\u00e9 cafe\u0301",
+    # [MASK] takes the white space on its left (lstrip), never the right, never past [CLS].
+    return ["", " ", "x", "[CLS]", "a[MASK]b", "a [MASK] b", "a \t\u3000[MASK]", "[CLS] [MASK]", " [MASK] [MASK] ",
+            "I'M here, it's 2024's  best\n\n\tend  ", "caf\u00e9 cafe\u0301",
             "   leading", "trailing   ", "x\r\ny", "\u00a0nbsp\u3000ideo", corpus[3] * 3]
 
 
@@ -133,6 +135,8 @@ def test_metadata(mb_gguf, mb_dir):
     assert k["tokenizer.ggml.model"] == "gpt2" and k["tokenizer.ggml.pre"] == "modern-bert"
     cls, sep = tok.cls_token_id, tok.sep_token_id
     assert k["tokenizer.ggml.bos_token_id"] == k["tokenizer.ggml.cls_token_id"] == cls
+    # [MASK] takes the white space on its left, as the tokenizer.json declares.
+    assert list(k["embedq.tokenizer.lstrip"]) == [tok.mask_token_id] and "embedq.tokenizer.rstrip" not in k
     assert k["tokenizer.ggml.eos_token_id"] == k["tokenizer.ggml.seperator_token_id"] == sep
     assert k["tokenizer.ggml.add_bos_token"] is True and k["tokenizer.ggml.add_eos_token"] is True
     toks, types = k["tokenizer.ggml.tokens"], k["tokenizer.ggml.token_type"]
@@ -204,7 +208,7 @@ def test_token_ids_equal_hf_on_random_text(mb_gguf, st_model):
     # tightly so that every alternative of the regex meets every neighbour.
     rng = np.random.default_rng(5)
     pieces = ["a", "Z", "é", "ß", "Ж", "字", "ا", "1", "²", "٣", "Ⅻ", "'s", "'T", "'ll", "'re", "'", "!", "..", "€",
-              "😀", "\u0301", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u2003", "\u3000", "\u200b", "[SEP]", "_"]
+              "😀", "\u0301", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u2003", "\u3000", "\u200b", "[SEP]", "[MASK]", "_"]
     m = Model(mb_gguf, threads=1)
     texts = ["".join(rng.choice(pieces, size=int(rng.integers(1, 25)))) for _ in range(400)]
     differ = [t for t in texts if m.tokenize(t) != st_model.tokenizer(t)["input_ids"]]

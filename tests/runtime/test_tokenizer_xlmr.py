@@ -72,7 +72,7 @@ def test_corpus_exercises_unknowns_and_normalization(model, corpus, charsmap):
 
 @pytest.mark.parametrize("text", [
     "", " ", "\t\n", "<s>", "</s>", "<pad>", "<unk>", "<mask>",
-    "a<mask>b", "a <mask> b", "x<s>y</s>z", "<s", "<<mask>>", "<MASK>", "＜s＞ fullwidth specials ＜mask＞",
+    "a<mask>b", "a <mask> b", "a \t\u3000<mask>b", "<s> <mask> </s>", "x<s>y</s>z", "<s", "<<mask>>", "<MASK>", "＜s＞ fullwidth specials ＜mask＞",
     "trailing space ", "  leading", "many     spaces\u3000ideographic\u00a0nbsp",
     "\u2581 literal U+2581 \u2581\u2581x", "a\u2581b",
     "ﬁ ligature, ① circled, Ａ fullwidth, ｶﾞ halfwidth kana, ㍿ square",
