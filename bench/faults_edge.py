@@ -78,7 +78,8 @@ def stop_then_kill(dep, model, reps: int, label: str) -> Outcome:
         job = _delay(texts)
         stream.jobs[job.id] = texts
         # Popped into the stopped process's socket: in no queue and no unacked hash, only in the ledger.
-        if _wait(lambda: r.llen(dep.queue) == 0, 10) and r.hlen("unacked") == 0:
+        # (The unacked hash may still hold the warm-up job: its ack waits for the stopped process.)
+        if _wait(lambda: r.llen(dep.queue) == 0, 10) and not any(job.id.encode() in v for v in r.hvals("unacked")):
             in_flight += 1
         mark = len(w.log())
         t_kill = time.monotonic()
