@@ -561,8 +561,10 @@ def render(results: list[Outcome], args) -> str:
             f"{r.duplicated} | {r.wrong} | {r.recover_s:g} | "
             f"{'; '.join(filter(None, ['CHECK FAILED: ' + r.problem if r.problem else '', r.notes]))} |"
             for r in results]
-    options = [("--kills", args.kills), ("--stopkills", args.stopkills), ("--restarts", args.restarts),
-               ("--db-outage", args.db_outage)]
+    # Only the options of the scenarios that ran.
+    options = [(opt, value) for opt, value, name in (
+        ("--kills", args.kills, "kills"), ("--stopkills", args.stopkills, "stopkill"),
+        ("--restarts", args.restarts, "restarts"), ("--db-outage", args.db_outage, "db")) if name in args.scenarios]
     if list(args.scenarios) != list(SCENARIOS):
         options.append(("--scenarios", ",".join(args.scenarios)))
     return "\n".join([

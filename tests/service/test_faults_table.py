@@ -67,7 +67,9 @@ def test_the_table_shows_expected_counts_and_failed_checks():
     assert "| np | 20 | 0 (0) | 5 | 0 | 15 (expected 15) | 0 | 0 | nan | 15 jobs waiting |" in lines
     assert "| bad | 20 | 0 (0) | 5 | 3 (expected 3) | 0 | 0 | 0 | 1.25 |  |" in lines
     assert "| nan | 5 | 0 (0) | 5 | 0 | 0 | 0 | 0 | nan | CHECK FAILED: exited 1 |" in lines
-    assert lines[-1] == ("Reproduce: `embedq bench faults --kills 20 --stopkills 3 --restarts 2 --db-outage 30,300 "
-                         "--scenarios nopersist,bad`")
-    assert "--scenarios" not in faults.render([], parse())
+    assert lines[-1] == "Reproduce: `embedq bench faults --scenarios nopersist,bad`"
+    assert faults.render([], parse("--scenarios", "restarts,stopkill", "--restarts", "2")).endswith(
+        "Reproduce: `embedq bench faults --stopkills 3 --restarts 2 --scenarios stopkill,restarts`")
+    assert faults.render([], parse()).endswith(
+        "Reproduce: `embedq bench faults --kills 20 --stopkills 3 --restarts 20 --db-outage 30,300`")
     assert math.isnan(outcome().recover_s)
