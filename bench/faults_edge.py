@@ -89,9 +89,9 @@ def stop_then_kill(dep, model, reps: int, label: str) -> Outcome:
         recover.append(None if took is None else time.monotonic() - t_kill)
     done = [t for t in recover if t is not None]
     o = tally(label, dep.env["EMBEDQ_DATABASE_URL"], stream,
-                 max(done) if len(done) == len(recover) and done else None, model,
-                 notes=f"{in_flight} of {len(recover)} jobs were in no queue and no unacked hash at the kill; "
-                       f"delivery_stale_s {dep.env.get('EMBEDQ_DELIVERY_STALE_S', '30 (default)')}")
+              max(done) if len(done) == len(recover) and done else None, model,
+              notes=f"{in_flight} of {len(recover)} jobs were in no queue and no unacked hash at the kill; "
+                    f"delivery_stale_s {dep.env.get('EMBEDQ_DELIVERY_STALE_S', '30 (default)')}")
     if in_flight < reps:  # the row would not show what it says it shows
         o.problem = f"only {in_flight} of {reps} jobs reached the stopped worker"
     return o
