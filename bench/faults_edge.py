@@ -110,7 +110,9 @@ def restart_without_persistence(dep, redis_server, model, label: str, done_first
     `after` jobs are sent. A job is counted lost once nothing has settled for `stall_s` (its ledger
     entry went with Redis, so nothing can bring it back)."""
     import redis
-    from celery.result import AsyncResult
+
+    # The service's app, not Celery's current one (another app may be current in this process).
+    from worker.app import app
 
     r = redis.Redis.from_url(dep.env["EMBEDQ_BROKER_URL"])
     slots = int(dep.env["EMBEDQ_SLOTS"])
@@ -127,7 +129,7 @@ def restart_without_persistence(dep, redis_server, model, label: str, done_first
     dep.start_worker("np")
     first = send(done_first, "stored before the restart")
     for j in first:
-        AsyncResult(j).get(timeout=120)
+        app.AsyncResult(j).get(timeout=120)
     held = send(slots, "held by the worker at the restart")
     _wait(lambda: r.llen(dep.queue) == 0 and r.hlen("unacked") == slots, 10)
     held_n = r.hlen("unacked")
@@ -137,7 +139,7 @@ def restart_without_persistence(dep, redis_server, model, label: str, done_first
     redis_server.restart(signal.SIGTERM, 3.0)
     late = send(after, "sent after the restart")
     settle(dep.env["EMBEDQ_DATABASE_URL"], list(stream.jobs), stall_s)
-    results_gone = sum(AsyncResult(j).state == "PENDING" for j in first)
+    results_gone = sum(app.AsyncResult(j).state == "PENDING" for j in first)
     o = tally(label, dep.env["EMBEDQ_DATABASE_URL"], stream, None, model)
     import storage
 
