@@ -14,8 +14,14 @@ database), then waits for every job to settle and counts, per job id:
   recover_s  from the end of the last fault until every submitted job had settled (a backlog built
              up during an outage drains first; "lost" means nothing settled for 90 s and it never did).
 
+bench/faults_edge.py adds the scenarios that are one exact sequence each: a job sent to a stopped
+worker that is then killed, Redis without persistence restarted with jobs queued (lost by design:
+the row must show exactly the jobs that were waiting in Redis), bad messages and bad model files
+(failed by design: every refused job a failed row, none lost).
+
 The tests (tests/service/test_faults.py) run short variants and require 0 lost, 0 duplicated,
-0 wrong, 0 failed; this command runs the long ones and writes the table into BENCHMARKS.md.
+0 wrong, 0 failed (or exactly the expected counts); this command runs the long ones and writes the
+table into BENCHMARKS.md.
 Everything talks to 127.0.0.1 only; streams and waits are bounded in count and time.
 """
 from __future__ import annotations
@@ -167,6 +173,15 @@ class Outcome:
     recover_s: float
     refuse_max_s: float = 0.0
     notes: str = ""
+    # What the row must show: 0 unless the scenario loses or fails jobs by design (Redis without
+    # persistence loses what was queued in it; bad messages fail). `problem`: a check that failed.
+    expect_lost: int = 0
+    expect_failed: int = 0
+    problem: str = ""
+
+    def ok(self) -> bool:
+        return (self.lost, self.failed, self.duplicated, self.wrong, self.problem) == \
+            (self.expect_lost, self.expect_failed, 0, 0, "")
 
 
 def job_states(conn, job_ids: list[str]) -> dict[str, str]:
@@ -299,14 +314,60 @@ def database_outage(dep, stop, start, model, outage_s: float, label: str, rate: 
 
 
 # -- the command --------------------------------------------------------------------------------------
+# In table order. kills, restarts, db: a stream under the fault; the others: bench/faults_edge.py.
+SCENARIOS = ("kills", "stopkill", "restarts", "nopersist", "db", "bad")
+
+
+def parse_scenarios(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SCENARIOS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown scenario(s) {', '.join(unknown) or '(none given)'}; "
+                                         f"choose from {','.join(SCENARIOS)}")
+    return [n for n in SCENARIOS if n in names]
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kills", type=int, default=20, help="worker SIGKILLs per kill scenario (default 20)")
+    p.add_argument("--stopkills", type=int, default=3,
+                   help="SIGSTOP-send-SIGKILL sequences per database (default 3; each waits out delivery_stale_s)")
     p.add_argument("--restarts", type=int, default=20, help="Redis restarts per restart scenario (default 20)")
     p.add_argument("--db-outage", default="30,300", help="database outages in seconds (default 30,300)")
-    p.add_argument("--scenarios", default="kills,restarts,db", help="which to run (default kills,restarts,db)")
+    p.add_argument("--scenarios", type=parse_scenarios, default=",".join(SCENARIOS),
+                   help=f"which to run (default all: {','.join(SCENARIOS)}); a subset prints its table and "
+                        "leaves BENCHMARKS.md alone")
     p.add_argument("--model", help="model (default EMBEDQ_MODEL)")
     p.add_argument("--output", default="BENCHMARKS.md")
     p.add_argument("--no-write", action="store_true", help="print only, leave BENCHMARKS.md alone")
+
+
+def plan(args, model, tmp: Path) -> list[tuple[str, object]]:
+    """(scenario, a callable that runs one row) for every row the arguments ask for, in table order."""
+    rows: list[tuple[str, object]] = []
+    chosen = args.scenarios
+    for name in chosen:
+        if name == "kills":
+            rows += [(name, lambda d=d, w=w: _kills(tmp / f"k-{d}-{w}", model, d, w, args.kills))
+                     for d in ("sqlite", "postgresql") for w in (1, 2)]
+        elif name == "stopkill":
+            rows += [(name, lambda d=d: _stopkill(tmp / f"s-{d}", model, d, args.stopkills))
+                     for d in ("sqlite", "postgresql")]
+        elif name == "restarts":
+            for sig, outage in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0), (signal.SIGTERM, 30.0),
+                                (signal.SIGKILL, 30.0)):
+                n = args.restarts if outage < 10 else max(1, args.restarts // 10)
+                rows.append((name, lambda sig=sig, outage=outage, n=n:
+                             _restarts(tmp / f"r-{sig}-{outage}", model, sig, outage, n)))
+        elif name == "nopersist":
+            rows.append((name, lambda: _nopersist(tmp / "np", model)))
+        elif name == "db":
+            rows += [(name, lambda o=o: _db_outage(tmp / f"d-{o}", model, o))
+                     for o in (float(x) for x in args.db_outage.split(",") if x)]
+        elif name == "bad":
+            rows += [(name, lambda: _bad(tmp / "bad-msg", model, "messages", "bad messages")),
+                     (name, lambda: _bad(tmp / "bad-nan", model, "nan_epsilon", "bad model: NaN layer_norm_epsilon")),
+                     (name, lambda: _bad(tmp / "bad-ovf", model, "overflow", "bad model: weights that overflow"))]
+    return rows
 
 
 def run(args) -> int:
@@ -316,28 +377,21 @@ def run(args) -> int:
 
     model_name = args.model or get_settings().model
     model = native.Model(model_name, threads=1)
-    outages = [float(x) for x in args.db_outage.split(",") if x]
     results: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="embedq-faults-") as tmp:
-        tmp = Path(tmp)
-        chosen = set(args.scenarios.split(","))
-        for db_kind in ("sqlite", "postgresql") if "kills" in chosen else ():
-            for workers in (1, 2):
-                results.append(_kills(tmp / f"k-{db_kind}-{workers}", model, db_kind, workers, args.kills))
-                print(_line(results[-1]), file=sys.stderr, flush=True)
-        for sig, outage in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 3.0), (signal.SIGTERM, 30.0),
-                            (signal.SIGKILL, 30.0)) if "restarts" in chosen else ():
-            n = args.restarts if outage < 10 else max(1, args.restarts // 10)
-            results.append(_restarts(tmp / f"r-{sig}-{outage}", model, sig, outage, n))
-            print(_line(results[-1]), file=sys.stderr, flush=True)
-        for outage in outages if "db" in chosen else ():
-            results.append(_db_outage(tmp / f"d-{outage}", model, outage))
+        for _, row in plan(args, model, Path(tmp)):
+            results.append(row())
             print(_line(results[-1]), file=sys.stderr, flush=True)
     md = render(results, args)
     print(md)
-    if not args.no_write:
+    if writes(args):
         replace_section(args.output, SECTION, md)
-    return 0 if all(r.lost == 0 and r.duplicated == 0 and r.wrong == 0 for r in results) else 1
+    return 0 if all(r.ok() for r in results) else 1
+
+
+def writes(args) -> bool:
+    # The section is the whole table: a run of some scenarios must not replace it with its few rows.
+    return not args.no_write and list(args.scenarios) == list(SCENARIOS)
 
 
 def _kills(workdir: Path, model, db_kind: str, workers: int, kills: int) -> Outcome:
@@ -370,6 +424,69 @@ def _restarts(workdir: Path, model, sig: int, outage: float, n: int) -> Outcome:
             name = "SIGTERM" if sig == signal.SIGTERM else "SIGKILL"
             return redis_restarts(dep, redis, model, n, outage, sig,
                                   f"Redis {name}, {outage:g} s down, x{n} (AOF everysec)")
+        finally:
+            dep.close()
+    finally:
+        redis.stop(signal.SIGKILL)
+
+
+def _stopkill(workdir: Path, model, db_kind: str, reps: int) -> Outcome:
+    from .faults_edge import stop_then_kill
+
+    redis = RedisServer(workdir).start()
+    pg = None
+    try:
+        url = f"sqlite:///{workdir / 'faults.sqlite'}"
+        if db_kind == "postgresql":
+            pg, url = pg_database(workdir)
+        dep = deployment(workdir, redis.url, url, model.path, slots=16)
+        try:
+            dep.start_worker("w")
+            return stop_then_kill(dep, model, reps, f"SIGSTOP idle worker, send, SIGKILL x{reps}, Redis + "
+                                  f"{'PostgreSQL' if pg else 'SQLite'}")
+        finally:
+            dep.close()
+    finally:
+        redis.stop(signal.SIGKILL)
+        if pg is not None:
+            pg.cleanup()
+
+
+def _nopersist(workdir: Path, model) -> Outcome:
+    from .faults_edge import restart_without_persistence
+
+    redis = RedisServer(workdir, aof=False).start()
+    try:
+        # The worker holds `slots` jobs in its batch buffer through the restart (batch_wait_ms).
+        dep = deployment(workdir, redis.url, f"sqlite:///{workdir / 'faults.sqlite'}", model.path, slots=4,
+                         batch_wait_ms=8000)
+        try:
+            return restart_without_persistence(dep, redis, model, "Redis WITHOUT persistence restarted (SIGTERM, "
+                                               "3 s down): 5 results, 4 jobs held by a worker, 15 queued")
+        finally:
+            dep.close()
+    finally:
+        redis.stop(signal.SIGKILL)
+
+
+def _bad(workdir: Path, model, what: str, label: str) -> Outcome:
+    """what: messages, nan_epsilon (a file refused at load) or overflow (a file that loads)."""
+    from . import faults_edge as edge
+
+    redis = RedisServer(workdir).start()
+    try:
+        path = model.path
+        if what == "overflow":
+            path = edge.patched_copy(Path(model.path), workdir / "overflow.gguf", "overflow")
+        dep = deployment(workdir, redis.url, f"sqlite:///{workdir / 'faults.sqlite'}", path, slots=16)
+        try:
+            if what == "nan_epsilon":
+                bad = edge.patched_copy(Path(model.path), workdir / "nan-epsilon.gguf", "nan_epsilon")
+                return edge.refused_model(dep, model, bad, label)
+            if what == "overflow":
+                return edge.overflowing_model(dep, model, label)
+            dep.start_worker("w")
+            return edge.bad_messages(dep, model, label)
         finally:
             dep.close()
     finally:
@@ -424,24 +541,38 @@ def pg_dir(workdir: Path) -> Path:
 
 
 COLUMNS = ("scenario", "submitted", "refused", "done", "failed", "lost", "duplicated", "wrong", "recover_s",
-           "refuse_max_s", "notes")
+           "refuse_max_s", "notes", "expect_lost", "expect_failed", "problem")
 
 
 def _line(r: Outcome) -> str:
     return " | ".join(str(v) for v in asdict(r).values())
 
 
+def _expected(r: Outcome, got: int, want: int) -> str:
+    # A count the scenario expects to be non-zero is shown against its expectation.
+    return f"{got}" if want == 0 and got == 0 else f"{got} (expected {want})"
+
+
 def render(results: list[Outcome], args) -> str:
     head = ("| scenario | submitted | refused (max s) | done | failed | lost | duplicated | wrong vectors | "
             "time to recover (s) | notes |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    rows = [f"| {r.scenario} | {r.submitted} | {r.refused} ({r.refuse_max_s:g}) | {r.done} | {r.failed} | {r.lost} | "
-            f"{r.duplicated} | {r.wrong} | {r.recover_s:g} | {r.notes} |" for r in results]
-    cmd = reproduce("faults", [("--kills", args.kills), ("--restarts", args.restarts),
-                               ("--db-outage", args.db_outage)])
+    rows = [f"| {r.scenario} | {r.submitted} | {r.refused} ({r.refuse_max_s:g}) | {r.done} | "
+            f"{_expected(r, r.failed, r.expect_failed)} | {_expected(r, r.lost, r.expect_lost)} | "
+            f"{r.duplicated} | {r.wrong} | {r.recover_s:g} | "
+            f"{'; '.join(filter(None, ['CHECK FAILED: ' + r.problem if r.problem else '', r.notes]))} |"
+            for r in results]
+    # Only the options of the scenarios that ran.
+    options = [(opt, value) for opt, value, name in (
+        ("--kills", args.kills, "kills"), ("--stopkills", args.stopkills, "stopkill"),
+        ("--restarts", args.restarts, "restarts"), ("--db-outage", args.db_outage, "db")) if name in args.scenarios]
+    if list(args.scenarios) != list(SCENARIOS):
+        options.append(("--scenarios", ",".join(args.scenarios)))
     return "\n".join([
         "## Faults (`embedq bench faults`)", "",
         f"{cpu_name()}; a steady stream of 1-8-text jobs (8 jobs/s) from one client, MiniLM F32 workers with 1 "
-        "thread each under `embedq worker`; a private Redis with AOF everysec. *Refused*: `embed.delay` raised "
-        "BrokerUnavailable while Redis was down (the job was never enqueued; the client knew at once). *Time "
-        "to recover*: from the end of the last fault until every submitted job was settled.", "",
-        head, *rows, "", cmd])
+        "thread each under `embedq worker`; a private Redis with AOF everysec unless the row says otherwise. "
+        "*Refused*: `embed.delay` raised BrokerUnavailable while Redis was down (the job was never enqueued; "
+        "the client knew at once). *Time to recover*: from the end of the last fault until every submitted job "
+        "was settled (nan: some never were). Rows whose scenario fails or loses jobs by design show the count "
+        "they must equal.", "",
+        head, *rows, "", reproduce("faults", options)])

@@ -24,8 +24,9 @@ def register(subparsers) -> None:
     http_bench.add_arguments(p)
     p.set_defaults(func=http_bench.run)
 
-    p = sub.add_parser("faults", help="the service under injected faults: worker SIGKILLs, Redis restarts, "
-                                      "database outages; jobs submitted, done, failed, lost, duplicated")
+    p = sub.add_parser("faults", help="the service under injected faults: worker SIGKILLs, Redis restarts (with "
+                                      "and without persistence), database outages, bad messages and model files; "
+                                      "jobs submitted, done, failed, lost, duplicated")
     faults.add_arguments(p)
     p.set_defaults(func=faults.run)
 

@@ -133,11 +133,32 @@ def make_service(redis_url, minilm_gguf, tmp_path):
         svc.close()
 
 
+def _module_service(request, redis_url, minilm_gguf, tmp_path_factory, database_url=None):
+    settings = dict(getattr(request.module, "SERVICE_SETTINGS", {}))
+    return Service(redis_url, tmp_path_factory.mktemp("service"), minilm_gguf, database_url, **settings).client()
+
+
 @pytest.fixture(scope="module")
 def module_service(request, redis_url, minilm_gguf, tmp_path_factory):
     """One Service per test module, with the settings in the module's SERVICE_SETTINGS dict
     (e.g. {"batch_tokens": 1024}); the module starts the workers it needs."""
-    settings = dict(getattr(request.module, "SERVICE_SETTINGS", {}))
-    svc = Service(redis_url, tmp_path_factory.mktemp("service"), minilm_gguf, **settings).client()
+    svc = _module_service(request, redis_url, minilm_gguf, tmp_path_factory)
     yield svc
     svc.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_service_each_db(request, redis_url, minilm_gguf, tmp_path_factory):
+    """module_service, twice: on SQLite, then on a fresh PostgreSQL database (as deployed). Every
+    test of a module that uses it runs on both, one service (and its workers) at a time."""
+    if request.param == "sqlite":
+        svc = _module_service(request, redis_url, minilm_gguf, tmp_path_factory)
+        yield svc
+        svc.close()
+        return
+    srv = request.getfixturevalue("pg_server")
+    name, url = _pg_database(srv)
+    svc = _module_service(request, redis_url, minilm_gguf, tmp_path_factory, url)
+    yield svc
+    svc.close()
+    _drop_pg_database(srv, name, url)

@@ -1,5 +1,6 @@
 """Bad jobs through the real service: each gets a clear error back, is stored as failed with that
-reason, and the good jobs sent alongside are unaffected."""
+reason, and the good jobs sent alongside are unaffected. Every test runs on Redis + SQLite and on
+Redis + PostgreSQL (module_service_each_db)."""
 from __future__ import annotations
 
 import time
@@ -29,11 +30,11 @@ BAD = [
 
 
 @pytest.fixture(scope="module")
-def worker(module_service):
-    return module_service.start_worker("bad")
+def worker(module_service_each_db):
+    return module_service_each_db.start_worker("bad")
 
 
-def test_bad_jobs_fail_clearly_and_alone(worker, module_service, service_model):
+def test_bad_jobs_fail_clearly_and_alone(worker, module_service_each_db, service_model):
     from worker.tasks import embed
 
     good_texts = [[f"good job {i} sent among bad ones"] for i in range(6)]
@@ -43,7 +44,7 @@ def test_bad_jobs_fail_clearly_and_alone(worker, module_service, service_model):
         if i < len(good_texts):
             sent.append(("good", embed.delay(good_texts[i]), i))
 
-    db = module_service.database_url
+    db = module_service_each_db.database_url
     good_batches = set()
     for kind, r, expect in sent:
         if kind == "good":
@@ -63,7 +64,7 @@ def test_bad_jobs_fail_clearly_and_alone(worker, module_service, service_model):
     assert storage.status_counts(storage.connect(db)) == {"done": len(good_texts), "failed": len(BAD)}
 
 
-def test_a_redelivered_failed_job_stays_failed(worker, module_service):
+def test_a_redelivered_failed_job_stays_failed(worker, module_service_each_db):
     from worker.tasks import embed
 
     job_id = f"redelivered-{uuid.uuid4().hex}"
@@ -75,18 +76,19 @@ def test_a_redelivered_failed_job_stays_failed(worker, module_service):
     mark = len(worker.log())
     embed.apply_async(kwargs=dict(texts=["now valid"]), task_id=job_id)
     worker.wait_for_log(f"embedq.embed[{job_id}] raised expected: JobFailed('texts is empty", timeout=60, after=mark)
-    job = storage.get_job(storage.connect(module_service.database_url), job_id)
+    job = storage.get_job(storage.connect(module_service_each_db.database_url), job_id)
     assert job["status"] == "failed" and "texts is empty" in job["error"]
 
 
-def test_messages_the_worker_refuses_become_failed_jobs(worker, module_service):
+def test_messages_the_worker_refuses_become_failed_jobs(worker, module_service_each_db):
     # Sent past embed.delay: an argument the task does not take, a serializer the worker does not
     # accept, and a body that is not JSON. Each carries a job id, so each leaves a failed row, and
     # the client's result fails instead of waiting out its timeout.
     from worker.app import app
 
-    db = storage.connect(module_service.database_url)
-    unknown = app.send_task("embedq.embed", args=[["x"]], kwargs={"colour": "blue"}, queue=module_service.queue)
+    db = storage.connect(module_service_each_db.database_url)
+    unknown = app.send_task("embedq.embed", args=[["x"]], kwargs={"colour": "blue"},
+                            queue=module_service_each_db.queue)
     with pytest.raises(InvalidJob, match="unknown argument 'colour'"):
         unknown.get(timeout=60)
     assert "unknown argument 'colour'" in storage.get_job(db, unknown.id)["error"]
@@ -96,7 +98,8 @@ def test_messages_the_worker_refuses_become_failed_jobs(worker, module_service):
         for kind, body, content_type in (("pickle", b"\x80\x04\x95\x00", "application/x-python-serialize"),
                                          ("garbage", b"{not json", "application/json")):
             job_id = f"{kind}-{uuid.uuid4().hex}"
-            producer.publish(body, routing_key=module_service.queue, serializer=None, content_type=content_type,
+            producer.publish(body, routing_key=module_service_each_db.queue, serializer=None,
+                             content_type=content_type,
                              content_encoding="binary" if kind == "pickle" else "utf-8",
                              headers={"id": job_id, "task": "embedq.embed", "lang": "py", "argsrepr": "",
                                       "kwargsrepr": "", "origin": "test"})

@@ -27,10 +27,12 @@ def wait_until(cond, timeout: float, what: str, step: float = 0.05):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def test_a_message_in_flight_to_a_worker_that_dies_is_delivered_again(make_service, redis_url, service_model):
+def test_a_message_in_flight_to_a_worker_that_dies_is_delivered_again(make_service, redis_url, service_model,
+                                                                     db_url):
     # The deterministic version of the loss: the worker is stopped inside its blocking pop, the
     # message is popped by Redis into its socket (in no queue and no unacked hash), then it is killed.
-    svc = make_service(delivery_stale_s=4, visibility_timeout_s=600)
+    # On SQLite and on PostgreSQL (db_url), as deployed.
+    svc = make_service(database_url=db_url, delivery_stale_s=4, visibility_timeout_s=600)
     victim = svc.start_worker("inflight")
     from worker.tasks import embed
 
@@ -49,6 +51,7 @@ def test_a_message_in_flight_to_a_worker_that_dies_is_delivered_again(make_servi
     svc.start_worker("after")
     summary = result.get(timeout=90)
     assert summary["status"] == "done" and time.monotonic() - t0 < 90
+    assert svc.database_url == db_url
     db = storage.connect(svc.database_url)
     np.testing.assert_array_equal(storage.get_vectors(db, result.id),
                                   service_model.embed(["a message that reaches a stopped worker"]))
