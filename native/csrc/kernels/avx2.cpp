@@ -414,7 +414,6 @@ const Kernels* kernels_avx2() {
     t.quantize_row_i16 = quantize_row_i16;
     t.pack_q8_0_i16 = pack_q8_0_i16;
     t.gemm_i16_nt = gemm_i16_nt;
-    t.prefer_i16 = false;
     t.row_to_f32[(size_t)DType::F16] = row_to_f32_f16;
     t.row_to_f32[(size_t)DType::BF16] = row_to_f32_bf16;
     set_block_dequantizers(t);  // F32 keeps the scalar memcpy
