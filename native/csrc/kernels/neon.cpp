@@ -48,18 +48,7 @@ void row_to_f32_bf16(const void* src_v, float* dst, size_t n) {
   for (; i < n; ++i) dst[i] = bf16_to_fp32(src[i]);
 }
 
-void row_to_f32_q8_0(const void* src_v, float* dst, size_t n) {
-  const BlockQ8_0* src = static_cast<const BlockQ8_0*>(src_v);
-  for (size_t b = 0; b < n / QK8_0; ++b) {
-    const float d = fp16_to_fp32(src[b].d);
-    float* out = dst + b * QK8_0;
-    for (int g = 0; g < QK8_0; g += 8) {
-      const int16x8_t q = vmovl_s8(vld1_s8(src[b].qs + g));
-      vst1q_f32(out + g, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(q))), d));
-      vst1q_f32(out + g + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(q))), d));
-    }
-  }
-}
+#include "kernels/dequant_neon.h"
 
 // f32 GEMM: 4 rows of A against 4 rows of B, 16 accumulators of 4 lanes
 // (21 of the 32 vector registers with the loaded operands), reduced once at
@@ -182,8 +171,8 @@ void gemm_q8_0_nt(const BlockQ8_0* A, size_t lda_blocks, const BlockQ8_0* B, siz
 
 const Kernels* kernels_neon() {
   static const Kernels k = [] {
-    // int16 activations and the other block types keep the scalar reference: nothing here has been
-    // measured on an ARM machine yet, and embedding loads are x86 first.
+    // int16 activations keep the scalar reference: nothing here has been measured on an ARM
+    // machine yet, and embedding loads are x86 first.
     Kernels t = kernels_scalar();
     t.name = "neon";
     t.dot_f32 = dot_f32;
@@ -192,7 +181,7 @@ const Kernels* kernels_neon() {
     t.gemm_q8_0_nt = gemm_q8_0_nt;
     t.row_to_f32[(size_t)DType::F16] = row_to_f32_f16;
     t.row_to_f32[(size_t)DType::BF16] = row_to_f32_bf16;
-    t.row_to_f32[(size_t)DType::Q8_0] = row_to_f32_q8_0;
+    set_block_dequantizers(t);
     return t;
   }();
   return &k;
