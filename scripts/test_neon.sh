@@ -37,7 +37,7 @@ for t in "${TESTS[@]}"; do
 done
 # A build that silently left out the NEON set would pass the comparisons
 # without testing anything.
-if [ -f build/neon/test_kernels.log ] && ! grep -q '^neon  *ok$' build/neon/test_kernels.log; then
+if [ -f build/neon/test_kernels.log ] && ! grep -Eq '^neon +(ok|FAILED)$' build/neon/test_kernels.log; then
   echo "FAILED: test_kernels did not run the neon kernel set" >&2
   status=1
 fi
