@@ -223,8 +223,10 @@ def _accuracy_cells(a: dict | None) -> str:
 # Which peak a run's matrix products are rated against: the instruction family its kernels use.
 def peak_family(meta: dict) -> str:
     wide = "avx512" if meta.get("kernels", "").startswith("avx512") else "avx2"
-    q8 = str(meta.get("weight_type", "")).lower() == "q8_0"  # the runtime reports "Q8_0"
-    if q8 and meta.get("activations") == "int16":
+    weights = str(meta.get("weight_type", "")).lower()  # the runtime reports "Q8_0", "F16", ...
+    q8 = weights == "q8_0"
+    # int16 products take every weight type but F32 (F16 and the 4-6 bit types as 12-bit blocks).
+    if weights not in ("", "f32") and meta.get("activations") == "int16":
         return "int16 dot (avx512 vpdpwssd)" if meta.get("kernels") == "avx512vnni" else "int16 dot (avx2 vpmaddwd)"
     if q8 and meta.get("activations") == "int8":
         return "int8 dot (avx512 vpdpbusd)"

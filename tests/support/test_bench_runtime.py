@@ -107,6 +107,9 @@ def test_time_split_rates_the_linear_layers_against_their_family_peak():
     assert "linear layers 80.0% of forward time at 100 GOP/s, 50% of the 200 GOP/s" in line
     assert "attention 15.0%" in line and "rest 5.0%" in line and "tokenization 2.00%" in line
     assert peak_family(dict(meta, activations="f32", kernels="avx2")) == "fp32 fma (avx2)"
+    # int16 products serve F16 and the K types too; F32 weights always take the f32 path.
+    assert peak_family(dict(meta, weight_type="F16")) == "int16 dot (avx512 vpdpwssd)"
+    assert peak_family(dict(meta, weight_type="F32")) == "fp32 fma (avx512)"
 
 
 def test_peak_rss_is_the_childs_own_not_its_parents():
