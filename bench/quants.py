@@ -159,6 +159,14 @@ def _kernels() -> str:
     return native.kernel_sets()[-1]
 
 
+def _wordpiece(model: str) -> bool:
+    """Whether the known model is a BERT, whose WordPiece llama.cpp tokenizes differently from HF."""
+    from native import hub
+
+    entry = hub.MODELS.get(model)
+    return bool(entry and entry.card and entry.card.architecture == "BERT")
+
+
 def render(model: str, rows: list[dict], threads: int, n_texts: int, n_speed: int, rounds: int,
            command: str) -> str:
     lines = [
@@ -189,10 +197,11 @@ def render(model: str, rows: list[dict], threads: int, n_texts: int, n_speed: in
             maker = "embedq convert" if r.get("maker") == "embedq" else "llama.cpp's quantizer"
             lines.append(f"| {r['recipe']} | {maker} | {r['mb']:.1f} | {name} | {e['min_cos']:.5f} | {e['median_cos']:.6f} | "
                          f"{e['under_0999']}{failed} | {' | '.join(speed)} |")
-    lines += ["", "llama.cpp's minimum comes from texts its WordPiece tokenizer splits differently from HF's (see the "
-              "accuracy section: 339 of 383 texts get HF's ids); over the texts where both engines feed the model the "
-              "same ids, tests/runtime/test_quant_types.py compares the numerics alone.",
-              "", "Types per file: " + "; ".join(
+    if _wordpiece(model):
+        lines += ["", "llama.cpp's minimum comes from texts its WordPiece tokenizer splits differently from HF's (see "
+                  "the accuracy section: 339 of 383 texts get HF's ids); over the texts where both engines feed the "
+                  "model the same ids, tests/runtime/test_quant_types.py compares the numerics alone."]
+    lines += ["", "Types per file: " + "; ".join(
                   f"{r['recipe']} ({'ours' if r.get('maker') == 'embedq' else 'llama.cpp'}): {r['types']}" for r in rows) + ".", "",
               f"Machine: {report.cpu_name()}, embedq's {_kernels()} kernels; {time.strftime('%Y-%m-%d')}.", "", command]
     return "\n".join(lines)

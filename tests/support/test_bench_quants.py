@@ -37,6 +37,10 @@ def test_render_has_one_line_per_engine_and_the_reproduce_line():
     assert not any(line.startswith("| Q6_K |") and "llama.cpp 0" in line for line in lines)
     assert "Q4_K_M (llama.cpp): Q5_0 28, Q4_K 4" in md and "Q4_K_M (ours): Q5_0 28, Q4_K 4" in md
     assert lines[-1] == "Reproduce: `embedq bench quants`"
+    # The WordPiece remark is about MiniLM's tokenizer only.
+    assert "WordPiece" in md
+    gemma = quants.render("embeddinggemma-300m", [row("Q6_K")], 2, 383, 128, 1, "Reproduce: `embedq bench quants`")
+    assert "WordPiece" not in gemma
 
 
 def test_unknown_recipe_is_refused(capsys):
